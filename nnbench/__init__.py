@@ -1,0 +1,3 @@
+"""nnbench: real-network steps-to-target sweeps over batch sizes and optimizers (PyTorch)."""
+
+__all__: list[str] = []
