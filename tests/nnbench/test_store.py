@@ -1,0 +1,175 @@
+"""nnbench.store: the SQLite file of studies, trials and measurements."""
+
+import csv
+import math
+import sqlite3
+
+import pytest
+
+from nnbench.store import Measurement, Status, Store, TrialResult, study_key
+
+
+def _definition(**over):
+    d = dict(
+        workload="toy",
+        optimizer="sgd",
+        batch_size=16,
+        metric="accuracy",
+        target=0.9,
+        direction="max",
+        max_steps=100,
+        seed=0,
+        search_space={"params": [{"name": "lr", "low": 0.01, "high": 1.0, "scale": "log"}], "fixed": {}},
+    )
+    d.update(over)
+    return d
+
+
+def _trial(index, status=Status.COMPLETE, steps=40, **over):
+    d = dict(
+        index=index,
+        status=status,
+        hparams={"lr": 0.1 * (index + 1)},
+        steps_to_result=steps if status is Status.COMPLETE else None,
+        steps_run=steps if status is Status.COMPLETE else 100,
+        final_metric=0.93,
+        best_metric=0.95,
+        wall_time=1.5,
+        device="cpu",
+        seed=1000 + index,
+        measurements=(
+            Measurement(0, "validation_accuracy", 0.1),
+            Measurement(20, "train_loss", 0.7),
+            Measurement(20, "validation_accuracy", 0.93),
+        ),
+    )
+    d.update(over)
+    return TrialResult(**d)
+
+
+def test_wal_foreign_keys_and_schema(tmp_path):
+    path = tmp_path / "sub" / "s.sqlite"
+    with Store(path) as store:
+        assert store._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert store._db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+    # independent reader: the three tables exist under Shallue et al.'s names
+    db = sqlite3.connect(path)
+    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    db.close()
+    assert {"studies", "trials", "measurements"} <= tables
+
+
+def test_same_definition_same_study_and_extension(tmp_path):
+    with Store(tmp_path / "s.sqlite") as store:
+        a = store.ensure_study(_definition(), max_trials=8)
+        b = store.ensure_study(_definition(), max_trials=16)  # extending keeps the study
+        c = store.ensure_study(_definition(batch_size=32), max_trials=8)
+        assert a.id == b.id != c.id
+        assert store.study(a.id).max_trials == 16
+        assert store.ensure_study(_definition(), max_trials=4).max_trials == 16  # never shrinks
+        assert a.key == study_key(_definition())
+        assert a.search_space == _definition()["search_space"]
+        assert [s.batch_size for s in store.studies()] == [16, 32]
+
+
+def test_trial_round_trip_and_reopen(tmp_path):
+    path = tmp_path / "s.sqlite"
+    with Store(path) as store:
+        sid = store.ensure_study(_definition(), max_trials=4).id
+        written = [
+            _trial(0),
+            _trial(1, Status.INCOMPLETE),
+            _trial(
+                2,
+                Status.INFEASIBLE,
+                final_metric=None,
+                best_metric=None,
+                error="non-finite training loss at step 7",
+                measurements=(Measurement(7, "train_loss", math.nan), Measurement(7, "lr", 3.0)),
+            ),
+        ]
+        for t in written:
+            store.write_trial(sid, t)
+    with Store(path, create=False) as store:  # a new connection reads everything back
+        assert store.finished_indices(sid) == {0, 1, 2}
+        back = store.trials(sid, with_measurements=True)
+        for w, b in zip(written, back):
+            assert b.index == w.index and b.status is w.status and b.hparams == pytest.approx(w.hparams)
+            assert b.steps_to_result == w.steps_to_result and b.error == w.error and b.seed == w.seed
+            assert b.final_metric == w.final_metric and b.wall_time == w.wall_time
+            assert len(b.measurements) == len(w.measurements)
+            for mb, mw in zip(b.measurements, w.measurements):
+                assert (mb.step, mb.name) == (mw.step, mw.name)
+                assert mb.value == mw.value or (math.isnan(mb.value) and math.isnan(mw.value))
+
+
+def test_trial_is_atomic(tmp_path):
+    with Store(tmp_path / "s.sqlite") as store:
+        sid = store.ensure_study(_definition(), max_trials=4).id
+        store.write_trial(sid, _trial(0))
+        with pytest.raises(ValueError, match="already stored"):
+            store.write_trial(sid, _trial(0, steps=10))
+        # a measurement that cannot be written rolls the whole trial back
+        bad = _trial(1, measurements=(Measurement(5, None, 1.0),))
+        with pytest.raises(ValueError, match="cannot write trial 1"):
+            store.write_trial(sid, bad)
+        assert store.finished_indices(sid) == {0}
+        assert store.trials(sid)[0].steps_to_result == 40
+        n = store._db.execute("SELECT COUNT(*) FROM measurements").fetchone()[0]
+        assert n == 3
+
+
+def test_export_csv(tmp_path):
+    path = tmp_path / "s.sqlite"
+    with Store(path) as store:
+        s1 = store.ensure_study(_definition(), max_trials=2).id
+        s2 = store.ensure_study(_definition(optimizer="momentum", search_space={
+            "params": [{"name": "lr", "low": 0.01, "high": 1.0, "scale": "log"},
+                       {"name": "momentum", "low": 0.5, "high": 0.99, "scale": "reverse_log"}],
+            "fixed": {}}), max_trials=1).id  # fmt: skip
+        store.write_trial(s1, _trial(0))
+        store.write_trial(s1, _trial(1, Status.INCOMPLETE))
+        store.write_trial(s2, _trial(0, hparams={"lr": 0.2, "momentum": 0.9}))
+        n = store.export_csv(tmp_path / "out" / "t.csv", measurements=tmp_path / "m.csv")
+    assert n == 3
+    with open(tmp_path / "out" / "t.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["status"] for r in rows] == ["COMPLETE", "COMPLETE", "INCOMPLETE"]  # momentum < sgd
+    assert rows[0]["optimizer"] == "momentum" and float(rows[0]["hp_momentum"]) == 0.9
+    assert rows[1]["hp_momentum"] == "" and rows[1]["steps_to_result"] == "40"
+    assert rows[2]["steps_to_result"] == ""
+    with open(tmp_path / "m.csv") as f:
+        mrows = list(csv.DictReader(f))
+    assert len(mrows) == 9 and {r["name"] for r in mrows} == {"validation_accuracy", "train_loss"}
+
+
+def test_bad_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        Store(tmp_path / "missing.sqlite", create=False)
+    junk = tmp_path / "junk.sqlite"
+    junk.write_bytes(b"this is not a database, just some text " * 100)
+    with pytest.raises(ValueError, match="not a readable SQLite file"):
+        Store(junk)
+    other = tmp_path / "other.sqlite"
+    db = sqlite3.connect(other)
+    db.execute("CREATE TABLE people (name TEXT)")
+    db.commit()
+    db.close()
+    with pytest.raises(ValueError, match="not an nnbench store"):
+        Store(other)
+    with pytest.raises(ValueError, match="directory"):
+        Store(tmp_path)
+
+
+def test_bad_definitions(tmp_path):
+    with Store(tmp_path / "s.sqlite") as store:
+        with pytest.raises(ValueError, match="lacks"):
+            store.ensure_study({"workload": "toy"}, max_trials=1)
+        with pytest.raises(ValueError, match="max_trials"):
+            store.ensure_study(dict(_definition(), max_trials=3), max_trials=1)
+        with pytest.raises(ValueError, match="max_trials"):
+            store.ensure_study(_definition(), max_trials=-1)
+        with pytest.raises(ValueError, match="finite"):
+            store.ensure_study(_definition(target=float("nan")), max_trials=1)
+        with pytest.raises(ValueError, match="no study"):
+            store.study(99)
