@@ -146,8 +146,9 @@ def synthetic_images(*, root=None, device="cpu", num_train: int = 4000, num_vali
     protos = F.interpolate(coarse, size=(size, size), mode="bilinear", align_corners=False)
     protos = (protos - protos.mean(dim=(1, 2, 3), keepdim=True)) / protos.std(dim=(1, 2, 3), keepdim=True)
     n = num_train + num_validation
-    labels = torch.arange(n) % num_classes
-    labels = labels[torch.randperm(n, generator=gen)]
+    # Each split holds every class equally often (up to one), in random order.
+    labels = torch.cat([(torch.arange(m) % num_classes)[torch.randperm(m, generator=gen)]
+                        for m in (num_train, num_validation)])
     dy = torch.randint(-max_shift, max_shift + 1, (n,), generator=gen)
     dx = torch.randint(-max_shift, max_shift + 1, (n,), generator=gen)
     contrast = 0.5 + torch.rand(n, 1, 1, 1, generator=gen)
