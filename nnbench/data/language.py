@@ -27,8 +27,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from nnbench.data.source import (OnlineDataSource, TensorDataSource, check_nonneg_float, check_positive_int,
-                                 check_seed, derive_seed)
+from nnbench.data.source import (
+    OnlineDataSource,
+    TensorDataSource,
+    check_nonneg_float,
+    check_positive_int,
+    check_seed,
+    derive_seed,
+)
 
 __all__ = ["MarkovChain", "MarkovLMSource", "OnlineMarkovLMSource", "markov_lm", "random_markov_chain",
            "text_lm"]

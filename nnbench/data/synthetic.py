@@ -19,8 +19,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from nnbench.data.source import (OnlineDataSource, TensorDataSource, check_nonneg_float, check_positive_int,
-                                 check_seed, derive_seed)
+from nnbench.data.source import (
+    OnlineDataSource,
+    TensorDataSource,
+    check_nonneg_float,
+    check_positive_int,
+    check_seed,
+    derive_seed,
+)
 
 __all__ = ["TeacherSource", "teacher", "teacher_regression", "synthetic_images"]
 

@@ -63,7 +63,7 @@ def fc(input_shape: tuple[int, ...], num_outputs: int, *, depth: int = 2, width:
     make = NTKLinear if parameterization == "ntk" else _standard_linear
     sizes = [math.prod(input_shape)] + [width] * depth + [num_outputs]
     layers: list[nn.Module] = [nn.Flatten()]
-    for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+    for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
         layers.append(make(fan_in, fan_out, float(sigma_w), float(sigma_b)))
         if i < depth:
             layers.append(nn.ReLU())

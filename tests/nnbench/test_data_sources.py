@@ -7,8 +7,16 @@ import numpy as np
 import pytest
 import torch
 
-from nnbench.data import (DATASETS, EMBEDDED_DATASETS, TensorDataSource, build_dataset, dataset_kwargs,
-                          flip_and_crop, random_crop, random_flip)
+from nnbench.data import (
+    DATASETS,
+    EMBEDDED_DATASETS,
+    TensorDataSource,
+    build_dataset,
+    dataset_kwargs,
+    flip_and_crop,
+    random_crop,
+    random_flip,
+)
 
 
 def indexed_source(n=22, augment=None):
@@ -90,7 +98,7 @@ def test_flip_and_crop_outputs_are_flips_and_shifts_of_their_inputs():
     out = flip_and_crop(x, gen)
     assert out.shape == x.shape
     seen = set()
-    for img, res in zip(x, out):
+    for img, res in zip(x, out, strict=True):
         matches = [(f, dy, dx) for f, dy, dx, view in _reference_views(img) if torch.equal(view, res)]
         assert len(matches) == 1
         seen.add(matches[0])
@@ -116,7 +124,7 @@ def test_teacher_batches_are_fresh_and_reproducible():
     src = build_dataset("teacher", input_dim=6, hidden=8, num_classes=4)
     assert src.num_train is None and src.input_shape == (6,) and src.num_outputs == 4
     stream = src.train_stream(batch_size=16, seed=0)
-    (x1, y1), (x2, y2) = next(stream), next(stream)
+    (x1, y1), (x2, _) = next(stream), next(stream)
     assert x1.shape == (16, 6) and y1.dtype == torch.int64 and not torch.equal(x1, x2)
     x1b, _ = next(build_dataset("teacher", input_dim=6, hidden=8, num_classes=4).train_stream(16, 0))
     assert torch.equal(x1, x1b)

@@ -9,8 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nnbench.models import (MODELS, ChannelNormConv2d, GhostBatchNorm2d, NTKLinear, build_model,
-                            model_kwargs)
+from nnbench.models import MODELS, ChannelNormConv2d, GhostBatchNorm2d, NTKLinear, build_model, model_kwargs
 
 # (input_shape, num_outputs, kwargs) small enough for a CPU test; one entry per registered model.
 TINY = {
@@ -239,7 +238,7 @@ def test_ntk_and_standard_compute_the_same_function_at_init_but_not_the_same_gra
     std_lin = [m for m in std.modules() if isinstance(m, nn.Linear)]
     ntk_lin = [m.linear for m in ntk.modules() if isinstance(m, NTKLinear)]
     assert len(std_lin) == len(ntk_lin) == 4
-    for s, n in zip(std_lin, ntk_lin):
+    for s, n in zip(std_lin, ntk_lin, strict=True):
         # eq. (8): dL/dW = dL/dz y^T / sqrt(fan_in), eq. (7): dL/dW = dL/dz y^T
         torch.testing.assert_close(n.weight.grad, s.weight.grad / math.sqrt(s.in_features),
                                    rtol=1e-3, atol=1e-7)
