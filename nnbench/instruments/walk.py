@@ -183,7 +183,8 @@ class WalkTracker:
         barrier_rtol: see :func:`segment_losses`.
         keep_segments: store each segment in ``history``.
 
-    The tracker is also a trial instrument: ``tracker(model, loss_fn, x, y)`` is ``update``.
+    The tracker is also a trial instrument: ``tracker(model, loss_fn, (x, y))`` is ``update``
+    (unprefixed names; wrap it in ``as_trial_instrument`` for "walk."-prefixed ones).
     """
 
     def __init__(
@@ -216,8 +217,13 @@ class WalkTracker:
             raise ValueError("full_batch must be a tuple (X, Y) of tensors")
         check_batch(*full_batch, name="full_batch X")
 
-    def __call__(self, model: nn.Module, loss_fn: LossFn, x: Tensor, y: Tensor) -> dict[str, float]:
-        return self.update(model, loss_fn, x, y)
+    def __call__(self, model: nn.Module, loss_fn: LossFn, *batch: Tensor | tuple[Tensor, Tensor]) -> dict[str, float]:
+        """The trial hook: ``tracker(model, loss_fn, x, y)`` or ``tracker(model, loss_fn, (x, y))``."""
+        if len(batch) == 1 and isinstance(batch[0], (tuple, list)) and len(batch[0]) == 2:
+            batch = tuple(batch[0])
+        if len(batch) != 2:
+            raise ValueError("WalkTracker is called as tracker(model, loss_fn, x, y) or tracker(model, loss_fn, (x, y))")
+        return self.update(model, loss_fn, *batch)
 
     def update(
         self,

@@ -1,9 +1,10 @@
 """Slow, obviously correct references for the instrument tests (and checks of the references).
 
 Nothing here uses nnbench.instruments: per-example gradients are a Python loop of
-``torch.autograd.grad`` on the module's own parameters, the Hessian is
-``torch.func.hessian`` (forward-over-reverse jacobians, not Hessian-vector products) of a loss written with ``torch.nn.utils.vector_to_parameters``
-on a copy of the model.
+``torch.autograd.grad`` on the module's own parameters; the Hessian is the dense
+``torch.func.hessian`` (jacobian of the jacobian, no Hessian-vector products) of the loss of a
+deep copy of the model with its own parameter slicing; losses at given parameter vectors use
+``torch.nn.utils.vector_to_parameters`` on a copy.
 """
 
 from __future__ import annotations

@@ -147,6 +147,11 @@ def test_walk_tracker_initial_model_and_mismatch():
     assert out["distance_from_init"] == pytest.approx(float((flat(model) - flat(start)).norm()), rel=1e-12)
     with pytest.raises(ValueError, match="parameters"):
         tracker.update(nn.Linear(3, 3).to(DT), F.cross_entropy, x, y)
+    # the trial hook form (model, loss_fn, (x, y)) is update()
+    again = tracker(model, F.cross_entropy, (x, y))
+    assert again["distance_from_init"] == out["distance_from_init"] and again["step_length"] == 0.0
+    with pytest.raises(ValueError, match="called as"):
+        tracker(model, F.cross_entropy, x)
 
 
 @pytest.mark.parametrize(
