@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad, jvp, vjp
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 
@@ -222,7 +223,8 @@ class FlatModel:
         for losses or layers whose backward lacks a forward-mode AD rule;
         ``mode="auto"``: forward if one trial product succeeds, else reverse. (In torch 2.x,
         ``F.mse_loss`` with reduction="mean" fails under forward-over-reverse with "ZeroTensors are
-        immutable", pytorch/pytorch#123996.)
+        immutable", pytorch/pytorch#123996.) Products run with the "math" attention kernel, since the
+        fused scaled-dot-product-attention kernels have no second derivative.
         The returned function also accepts a batch of vectors under ``torch.func.vmap``.
         """
         if mode not in HVP_MODES:
@@ -232,11 +234,15 @@ class FlatModel:
         def g(t: Tensor) -> Tensor:
             return grad(self.loss)(t, x, y)
 
+        # The fused attention kernels (flash / memory-efficient) have no second derivative; the
+        # "math" kernel computes the same attention with differentiable primitives.
         def forward(v: Tensor) -> Tensor:
-            return jvp(g, (theta,), (v,))[1]
+            with sdpa_kernel([SDPBackend.MATH]):
+                return jvp(g, (theta,), (v,))[1]
 
         def reverse(v: Tensor) -> Tensor:
-            return vjp(g, theta)[1](v)[0]
+            with sdpa_kernel([SDPBackend.MATH]):
+                return vjp(g, theta)[1](v)[0]
 
         if mode == "forward":
             return forward
