@@ -46,7 +46,7 @@ Per step k (k = 0, 1, ...):
     and the early estimates are plain running means;
   * if k % inv_update_every == 0: inverses of the factored-Tikhonov damped factors (Martens & Grosse
     section 6.3), (A + sqrt(damping) pi I)^-1 and (G + sqrt(damping) / pi I)^-1 with
-    pi = sqrt((tr(A) / dim A) / (tr(G) / dim G)), via a symmetric eigendecomposition;
+    pi = sqrt((tr(A) / dim A) / (tr(G) / dim G)), via Cholesky;
   * U = G^-1 V A^-1 for every K-FAC layer; KL clipping (Ba et al. 2017, as in common K-FAC codes)
     nu = min(1, sqrt(kl_clip / (lr^2 sum_layers <U, V>))), U <- nu U;
   * every parameter: d = U (K-FAC layers) or its plain gradient (all other parameters: norm-layer
@@ -156,11 +156,21 @@ def _output_grad_covariance(module: nn.Module, grad: Tensor, batch: int) -> Tens
 
 
 def _damped_inverse(factor: Tensor, damping: Tensor) -> Tensor:
-    """(factor + damping I)^-1 for a symmetric PSD factor, via eigh (round-off negatives clipped)."""
+    """(factor + damping I)^-1 for a symmetric PSD factor and damping > 0.
+
+    Cholesky (about 5x faster than an eigendecomposition at dimension 2304 on a CPU); where round-off
+    makes the damped factor indefinite (damping tiny against the factor's scale), the
+    eigendecomposition with the negative round-off eigenvalues clipped to 0.
+    """
     if not bool(torch.isfinite(factor).all()):
-        # A diverged run: hand NaNs on so the trial sees a non-finite loss, instead of eigh raising.
+        # A diverged run: hand NaNs on so the trial sees a non-finite loss, instead of raising.
         return torch.full_like(factor, math.nan)
-    evals, evecs = torch.linalg.eigh(0.5 * (factor + factor.T))
+    symmetric = 0.5 * (factor + factor.T)
+    eye = torch.eye(factor.shape[0], dtype=factor.dtype, device=factor.device)
+    chol, info = torch.linalg.cholesky_ex(symmetric + damping * eye)
+    if int(info) == 0:
+        return torch.cholesky_inverse(chol)
+    evals, evecs = torch.linalg.eigh(symmetric)
     return (evecs / (evals.clamp_min(0.0) + damping)) @ evecs.T
 
 
@@ -188,8 +198,12 @@ class KFAC(torch.optim.Optimizer):
         ValueError: a hyperparameter out of range (the message names it), or `model` not an
             nn.Module with trainable parameters.
 
-    Limitations: the statistics assume the loss is a mean over the batch's first dimension; a
-    weight shared between several modules is preconditioned per module.
+    Limitations: the statistics assume the loss is a mean over the batch's first dimension (a loss
+    rescaled by a constant rescales G, i.e. the effective damping). A weight tied between an
+    nn.Linear and another module (a Transformer's output layer sharing the embedding matrix) gets
+    its whole gradient preconditioned with the Linear's factors only; Zhang et al. appendix A.1
+    combine both uses. A Linear that is not called through its forward (nn.MultiheadAttention's
+    out_proj) never gets statistics and keeps the plain gradient.
     """
 
     def __init__(

@@ -343,6 +343,41 @@ def test_grouped_convolutions_fall_back_to_the_plain_gradient_and_hooks_can_be_r
     assert not model[2]._forward_hooks
 
 
+def test_damped_inverse_cholesky_and_its_eigh_fallback_match_a_dense_inverse():
+    from nnbench.optim.kfac import _damped_inverse
+
+    gen = torch.Generator().manual_seed(4)
+    q, _ = torch.linalg.qr(torch.randn(6, 6, generator=gen, dtype=DTYPE))
+    psd = q @ torch.diag(torch.tensor([3.0, 1.0, 0.5, 0.1, 0.0, 0.0], dtype=DTYPE)) @ q.T
+    damping = torch.tensor(0.01, dtype=DTYPE)
+    expected = torch.linalg.inv(psd + damping * torch.eye(6, dtype=DTYPE))
+    assert rel_err(_damped_inverse(psd, damping), expected) < 1e-10
+    # an eigenvalue of -1e-3 (round-off far beyond the damping): Cholesky fails, the clipped
+    # eigendecomposition treats it as 0
+    indefinite = psd - 1e-3 * torch.outer(q[:, 5], q[:, 5])
+    assert rel_err(_damped_inverse(indefinite, torch.tensor(1e-6, dtype=DTYPE)),
+                   torch.linalg.inv(psd + 1e-6 * torch.eye(6, dtype=DTYPE))) < 1e-8
+
+
+def test_tied_weight_is_preconditioned_once_with_the_linear_layers_factors():
+    # a language-model head sharing the embedding matrix (Zhang et al. appendix A.1's case)
+    torch.manual_seed(5)
+    embed, head = nn.Embedding(7, 4).to(DTYPE), nn.Linear(4, 7, bias=False).to(DTYPE)
+    head.weight = embed.weight
+    model = nn.Sequential(embed, nn.Tanh(), head)
+    lr = 0.1
+    opt = KFAC(model, lr=lr, kl_clip=None)
+    assert opt.preconditioned_modules == ("2",) and len(opt.param_groups[0]["params"]) == 1
+    before = embed.weight.detach().clone()
+    tokens = torch.randint(0, 7, (5, 3))
+    opt.zero_grad(set_to_none=True)
+    F.cross_entropy(model(tokens).reshape(-1, 7), tokens.roll(1, 1).reshape(-1)).backward()
+    grad = embed.weight.grad.clone()  # embedding and head contributions together
+    opt.step()
+    state = opt.state[head.weight]
+    assert rel_err(before - embed.weight.detach(), lr * state["G_inv"] @ grad @ state["A_inv"]) < 1e-10
+
+
 @pytest.mark.parametrize(
     "kwargs, argument",
     [
