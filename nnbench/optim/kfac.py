@@ -245,7 +245,8 @@ class KFAC(torch.optim.Optimizer):
             has_bias = module.bias is not None and module.bias.requires_grad
             layer = _Layer(name=name, module=module, has_bias=has_bias)
             self._layers.append(layer)
-            self._hooks.append(module.register_forward_hook(_CaptureHook(functools.partial(self._capture, layer))))
+            hook = _CaptureHook(functools.partial(self._capture, layer))
+            self._hooks.append(module.register_forward_hook(hook))
 
     @property
     def preconditioned_modules(self) -> tuple[str, ...]:

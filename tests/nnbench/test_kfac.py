@@ -35,7 +35,9 @@ def _input_rows(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
         rows = []
         for i in range(out_h):  # row-major over output positions, as the output's (H', W')
             for j in range(out_w):
-                window = xp[:, i * sh : i * sh + dh * (kh - 1) + 1 : dh, j * sw : j * sw + dw * (kw - 1) + 1 : dw]
+                rows_i = slice(i * sh, i * sh + dh * (kh - 1) + 1, dh)
+                cols_j = slice(j * sw, j * sw + dw * (kw - 1) + 1, dw)
+                window = xp[:, rows_i, cols_j]  # (C, kh, kw)
                 rows.append(window.reshape(-1))  # (C kh kw), channel-major like weight.view(C_out, -1)
         a = torch.stack(rows)
     else:
@@ -123,7 +125,8 @@ def _one_step_check(model, x, y, loss_fn, *, damping, lr=0.1, kl_clip=None, **kw
     opt.step()
     out = []
     for i, (A, G, V) in reference.items():
-        out.append((layer_delta_matrix(model[i], before[i]) / lr, exact_update(A, G, V, damping), grads[i], V))
+        update = layer_delta_matrix(model[i], before[i]) / lr
+        out.append((update, exact_update(A, G, V, damping), grads[i], V))
         state = opt.state[model[i].weight]
         assert rel_err(state["A"], A) < 1e-10 and rel_err(state["G"], G) < 1e-10
     return out
@@ -136,7 +139,8 @@ def test_linear_net_update_is_the_exact_kronecker_solve(activation, damping):
     model = _mlp(activation)
     x = torch.randn(8, 3, dtype=DTYPE)
     y = torch.randint(0, 2, (8,))
-    for update, expected, grad, grad_from_rows in _one_step_check(model, x, y, F.cross_entropy, damping=damping):
+    checks = _one_step_check(model, x, y, F.cross_entropy, damping=damping)
+    for update, expected, grad, grad_from_rows in checks:
         assert rel_err(grad_from_rows, grad) < 1e-10  # the reference's per-example rows are right
         assert rel_err(update, expected) < 1e-6
 
@@ -321,6 +325,21 @@ def test_state_dict_round_trip_continues_identically():
     _train_step(twin, opt_twin, *batches[3])
     for p, q in zip(model.parameters(), twin.parameters()):
         assert torch.equal(p, q)
+
+
+def test_copies_of_the_model_do_not_feed_the_optimizer_or_copy_it():
+    import pickle
+
+    model = _mlp(nn.Tanh())
+    x, y = torch.randn(8, 3, dtype=DTYPE), torch.randint(0, 2, (8,))
+    expected = exact_factors(copy.deepcopy(model), x, y, F.cross_entropy)[0][0]
+    opt = KFAC(model, lr=0.05)
+    opt.zero_grad(set_to_none=True)
+    F.cross_entropy(model(x), y).backward()
+    for twin in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):  # e.g. weight averaging
+        twin(torch.randn(16, 3, dtype=DTYPE)).sum().backward()
+    opt.step()
+    assert rel_err(opt.state[model[0].weight]["A"], expected) < 1e-10
 
 
 def test_diverged_statistics_give_nan_parameters_not_an_exception():
