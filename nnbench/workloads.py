@@ -76,8 +76,8 @@ _OPTIMIZER_PARAMS: Mapping[str, tuple[Param, ...]] = {
 _SCHEDULE_PARAMS = ("decay_steps", "decay_factor")
 
 
-def _lr_ranges(sgd=(1e-3, 10.0), adam=(1e-5, 1e-1), kfac=(1e-4, 1.0)) -> dict[str, tuple[float, float]]:
-    return {"sgd": sgd, "adam": adam, "kfac": kfac}
+def _lr_ranges(sgd=(1e-3, 10.0), adam=(1e-5, 1e-1), kfac=(1e-4, 1.0), **per_optimizer) -> dict[str, tuple[float, float]]:
+    return {"sgd": sgd, "adam": adam, "kfac": kfac, **per_optimizer}
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,8 @@ class Workload:
         schedule: ``"constant"`` or ``"linear_decay"`` (Zhang et al. Table 1, appendix E.3).
         eval_batch_size: examples per forward pass when evaluating (memory only, not results).
         needs_data_dir: whether the data set reads local files (``--data-dir``).
-        lr_ranges: lr search range per optimizer family (``"sgd"``, ``"adam"``, ``"kfac"``).
+        lr_ranges: lr search range per optimizer family (``"sgd"``, ``"adam"``, ``"kfac"``), and
+            optionally per optimizer name (which wins over its family).
         fixed_hparams: per optimizer, hyperparameters held fixed instead of searched.
         quick_overrides: field values of the ``--quick`` variant (:meth:`quick`).
         cpu_threads: torch CPU threads that suit this workload's model (None: torch's default). Small
@@ -154,7 +155,10 @@ class Workload:
         for family in ("sgd", "adam", "kfac"):
             if family not in self.lr_ranges:
                 raise ValueError(f"workload {self.name!r}: lr_ranges lacks the {family!r} family")
-            Param("lr", *self.lr_ranges[family], "log")  # validates the range
+        for key, lr_range in self.lr_ranges.items():
+            if key not in _FAMILY:
+                raise ValueError(f"workload {self.name!r}: lr_ranges key {key!r} is no optimizer or family")
+            Param("lr", *lr_range, "log")  # validates the range
         object.__setattr__(self, "dataset_kwargs", dict(self.dataset_kwargs))
         object.__setattr__(self, "model_kwargs", dict(self.model_kwargs))
 
@@ -164,7 +168,8 @@ class Workload:
         if optimizer not in _OPTIMIZER_PARAMS:
             raise ValueError(f"unknown optimizer {optimizer!r}; known optimizers: {', '.join(_OPTIMIZER_PARAMS)}")
         fixed = dict(self.fixed_hparams.get(optimizer, {}))
-        params = [Param("lr", *self.lr_ranges[_FAMILY[optimizer]], "log")]
+        lr_range = self.lr_ranges.get(optimizer, self.lr_ranges[_FAMILY[optimizer]])
+        params = [Param("lr", *lr_range, "log")]
         params += [p for p in _OPTIMIZER_PARAMS[optimizer] if p.name not in fixed]
         if self.schedule == "linear_decay":
             # decay_steps is rounded to an integer by the trial; a range relative to the budget.
@@ -222,7 +227,9 @@ def _embedded_and_real() -> dict[str, Workload]:
             target=0.76,
             eval_every=25,
             max_steps=6000,
-            lr_ranges=_lr_ranges(sgd=(3e-3, 5.0), adam=(1e-4, 1e-1), kfac=(1e-3, 3.0)),
+            # momentum multiplies the effective lr by 1 / (1 - m): its lr range sits lower
+            lr_ranges=_lr_ranges(sgd=(3e-3, 5.0), adam=(1e-4, 1e-1), kfac=(1e-3, 3.0),
+                                 momentum=(1e-3, 1.0), nesterov=(1e-3, 1.0)),
             quick_overrides={"max_steps": 3000, "dataset_kwargs": {"num_eval": 2048}},
             cpu_threads=1,
         ),

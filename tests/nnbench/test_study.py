@@ -1,0 +1,153 @@
+"""nnbench.study: sweeps, steps to result, resuming / extending studies, edge flags."""
+
+import sqlite3
+
+import pytest
+import torch
+
+import nnbench.trial
+from nnbench.search import Param, QuasiRandomSearch, SearchSpace
+from nnbench.store import Status, Store, TrialResult
+from nnbench.study import StudySpec, best_trial, format_table, run_sweep, summarize, summarize_store
+from nnbench.workloads import Workload
+
+# Online teacher data, a tiny FC net: below the critical batch size, steps to 85% validation accuracy
+# fall by ~2x per 4x batch (about 150 / 60 / 30 steps for B = 8 / 32 / 128).
+TINY = Workload(
+    name="tiny_teacher",
+    dataset="teacher",
+    dataset_kwargs={"input_dim": 8, "hidden": 16, "num_classes": 4, "seed": 0, "num_eval": 512},
+    model="fc",
+    model_kwargs={"depth": 1, "width": 32},
+    metric="accuracy",
+    target=0.85,
+    eval_every=10,
+    max_steps=600,
+)
+SPACE = {"sgd": SearchSpace((Param("lr", 0.03, 3.0, "log"),))}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def count_trials(monkeypatch):
+    calls = []
+    real = nnbench.trial.run
+
+    def counting(*args, **kwargs):
+        calls.append((kwargs["batch_size"], kwargs["index"]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(nnbench.trial, "run", counting)
+    return calls
+
+
+def test_sweep_steps_to_result_decrease_with_batch_size(tmp_path, count_trials):
+    path = tmp_path / "sweep.sqlite"
+    summaries = run_sweep(TINY, ["sgd"], [8, 32, 128], 5, path, device="cpu", progress=False, seed=0,
+                          search_spaces=SPACE)
+    steps = [s.steps_to_result for s in summaries]
+    assert all(s is not None for s in steps), steps
+    assert steps[0] > steps[1] > steps[2], steps
+    assert len(count_trials) == 15
+    # the stored rows, read back by plain sqlite3: steps to result = fewest steps over COMPLETE trials
+    db = sqlite3.connect(path)
+    for s in summaries:
+        rows = db.execute(
+            "SELECT t.trial_index, t.status, t.steps_to_result FROM trials t JOIN studies s ON s.id = t.study_id "
+            "WHERE s.batch_size = ? ORDER BY t.trial_index", (s.batch_size,)).fetchall()  # fmt: skip
+        assert [r[0] for r in rows] == list(range(5))
+        complete = [r[2] for r in rows if r[1] == "COMPLETE"]
+        assert s.steps_to_result == min(complete)
+        assert s.counts["COMPLETE"] == len(complete) and s.trials_done == 5
+        assert s.best_hparams["lr"] == pytest.approx(QuasiRandomSearch(SPACE["sgd"], 0).point(s.best_index)["lr"])
+    n_meas = db.execute("SELECT COUNT(*) FROM measurements").fetchone()[0]
+    db.close()
+    assert n_meas > 15 * 5
+    # the table names the studies and their steps
+    table = format_table(summaries)
+    assert "tiny_teacher" in table and str(steps[0]) in table
+
+
+def test_resume_and_extend_run_only_missing_trials(tmp_path, count_trials):
+    path = tmp_path / "s.sqlite"
+    w = TINY.replace(max_steps=60, target=1.01)  # all INCOMPLETE, quick
+    first = run_sweep(w, ["sgd"], [8, 16], 3, path, device="cpu", progress=False, search_spaces=SPACE)
+    assert len(count_trials) == 6
+    with Store(path) as store:
+        before = {s.id: store.trials(s.id) for s in store.studies()}
+    again = run_sweep(w, ["sgd"], [8, 16], 3, path, device="cpu", progress=False, search_spaces=SPACE)
+    assert len(count_trials) == 6  # nothing re-run
+    assert [s.study_id for s in again] == [s.study_id for s in first]
+    run_sweep(w, ["sgd"], [8, 16], 5, path, device="cpu", progress=False, search_spaces=SPACE)
+    assert sorted(count_trials[6:]) == [(8, 3), (8, 4), (16, 3), (16, 4)]  # only the new indices
+    with Store(path) as store:
+        for sid, old in before.items():
+            new = store.trials(sid)
+            assert [t.index for t in new] == list(range(5))
+            assert new[:3] == old  # finished trials untouched
+            assert store.study(sid).max_trials == 5
+    # a different definition (another seed) is another study
+    run_sweep(w, ["sgd"], [8], 1, path, device="cpu", progress=False, search_spaces=SPACE, seed=1)
+    assert len(summarize_store(path)) == 3
+
+
+def test_divergent_trials_are_recorded_and_the_sweep_goes_on(tmp_path):
+    space = {"sgd": SearchSpace((Param("lr", 0.1, 1e4, "log"),))}
+    summaries = run_sweep(TINY, ["sgd"], [8], 6, tmp_path / "d.sqlite", device="cpu", progress=False,
+                          search_spaces=space)
+    s = summaries[0]
+    assert s.counts["INFEASIBLE"] >= 2 and s.trials_done == 6
+    with Store(tmp_path / "d.sqlite") as store:
+        bad = [t for t in store.trials(s.study_id) if t.status is Status.INFEASIBLE]
+    assert all(t.error and t.hparams["lr"] > 1.0 for t in bad)
+
+
+def _result(index, status, steps, lr):
+    return TrialResult(index=index, status=status, hparams={"lr": lr}, steps_to_result=steps,
+                       steps_run=steps or 100, final_metric=0.5, best_metric=0.5, wall_time=0.1, device="cpu",
+                       seed=index)
+
+
+def test_best_trial_and_edge_flags(tmp_path):
+    space = SearchSpace((Param("lr", 0.01, 1.0, "log"),))
+    trials = [
+        _result(0, Status.INCOMPLETE, None, 0.1),
+        _result(1, Status.COMPLETE, 50, 0.95),  # at the top of the log range: u = 0.989
+        _result(2, Status.COMPLETE, 50, 0.2),
+        _result(3, Status.INFEASIBLE, None, 0.99),
+    ]
+    assert best_trial(trials).index == 1  # ties -> lowest index
+    assert best_trial(trials[:1]) is None
+    spec = StudySpec(workload=TINY, optimizer="sgd", batch_size=8, search_space=space, max_trials=4)
+    with Store(tmp_path / "e.sqlite") as store:
+        sid = store.ensure_study(spec.definition(), 4).id
+        for t in trials:
+            store.write_trial(sid, t)
+        s = summarize(store, sid)
+    assert s.steps_to_result == 50 and s.best_index == 1 and s.edges == {"lr": "high"}
+    assert s.counts == {"COMPLETE": 2, "INCOMPLETE": 1, "INFEASIBLE": 1}
+    assert "!lr=high" in format_table([s])
+
+
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        ((["adamw"], [8], 2), "unknown optimizer"),
+        (([], [8], 2), "at least one optimizer"),
+        ((["sgd"], [0], 2), "batch_sizes"),
+        ((["sgd"], [], 2), "batch size"),
+        ((["sgd"], [8], 0), "trials_per_study"),
+    ],
+)
+def test_bad_sweeps(tmp_path, args, match):
+    with pytest.raises(ValueError, match=match):
+        run_sweep(TINY, *args, tmp_path / "x.sqlite", device="cpu", progress=False)
+    with pytest.raises(ValueError, match="batch_size"):
+        StudySpec(workload=TINY, optimizer="sgd", batch_size=0, search_space=SPACE["sgd"], max_trials=1)
