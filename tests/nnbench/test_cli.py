@@ -1,0 +1,103 @@
+"""nnbench.cli: sweep / status / export / workloads, JSON output, clear errors."""
+
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from nnbench.cli import main
+
+
+@pytest.fixture(autouse=True)
+def restore_threads():
+    # `sweep` sets torch's thread count for its process; give the test process its own back.
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+SWEEP = ["sweep", "--workload", "teacher_fc", "--quick", "--optimizers", "sgd", "adam", "--batch-sizes", "32",
+         "--trials", "2", "--max-steps", "40", "--eval-every", "20", "--device", "cpu", "--quiet"]
+
+
+def test_sweep_status_export(tmp_path, capsys):
+    store = str(tmp_path / "runs" / "nn.sqlite")
+    assert main(SWEEP + ["--store", store, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [(s["optimizer"], s["batch_size"], s["trials_done"]) for s in out] == [("sgd", 32, 2), ("adam", 32, 2)]
+    assert all(s["max_steps"] == 40 and s["workload"] == "teacher_fc" for s in out)
+
+    assert main(["status", "--store", store, "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert sorted(s["optimizer"] for s in status) == ["adam", "sgd"]
+    assert main(["status", "--store", store]) == 0
+    text = capsys.readouterr().out
+    assert "teacher_fc" in text and "of 2" in text
+    assert main(["status", "--store", store, "--workload", "other"]) == 0
+    assert "no studies" in capsys.readouterr().out
+
+    trials_csv, meas_csv = tmp_path / "t.csv", tmp_path / "m.csv"
+    assert main(["export", "--store", store, "--out", str(trials_csv), "--measurements", str(meas_csv)]) == 0
+    assert "wrote 4 trials" in capsys.readouterr().out
+    rows = list(csv.DictReader(trials_csv.open()))
+    assert len(rows) == 4 and {r["status"] for r in rows} <= {"COMPLETE", "INCOMPLETE", "INFEASIBLE"}
+    assert "hp_lr" in rows[0] and "hp_beta2" in rows[0]
+    names = {r["name"] for r in csv.DictReader(meas_csv.open())}
+    assert {"validation_accuracy", "train_loss", "lr", "train_time"} <= names
+
+    # the text table of a (resumed: nothing left to run) sweep
+    assert main(SWEEP + ["--store", store]) == 0
+    text = capsys.readouterr().out
+    assert "steps to validation accuracy >= 0.76" in text and "budget 40 steps" in text
+
+
+def test_workloads_listing(capsys):
+    assert main(["workloads"]) == 0
+    text = capsys.readouterr().out
+    assert "teacher_fc" in text and "needs --data-dir" in text
+    assert main(["workloads", "--json"]) == 0
+    listing = json.loads(capsys.readouterr().out)
+    assert listing["teacher_fc"]["needs_data_dir"] is False and listing["cifar10_resnet8"]["needs_data_dir"]
+
+
+@pytest.mark.parametrize(
+    "argv, match",
+    [
+        (["status", "--store", "{tmp}/missing.sqlite"], "no such file"),
+        (["export", "--store", "{tmp}/missing.sqlite", "--out", "{tmp}/x.csv"], "no such file"),
+        (SWEEP[:5] + ["nadam"] + SWEEP[7:] + ["--store", "{tmp}/s.sqlite"], "unknown optimizer"),
+        (SWEEP + ["--store", "{tmp}/s.sqlite", "--threads", "0"], "--threads"),
+        (["sweep", "--workload", "mnist_simple_cnn", "--store", "{tmp}/s.sqlite", "--quiet"], "data-dir"),
+        (SWEEP + ["--store", "{tmp}/s.sqlite", "--batch-sizes", "0"], "batch_sizes"),
+    ],
+)
+def test_errors_are_one_line(tmp_path, capsys, argv, match):
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert match in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+def test_cuda_without_gpu_is_a_clear_error(tmp_path, capsys):
+    assert main(SWEEP + ["--store", str(tmp_path / "s.sqlite"), "--device", "cuda"]) == 2
+    assert "CUDA is not available" in capsys.readouterr().err
+
+
+def test_unknown_workload_and_help(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["sweep", "--workload", "imagenet"])
+    assert e.value.code == 2
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0
+    assert "Quick start" in capsys.readouterr().out
+
+
+def test_python_dash_m():
+    out = subprocess.run([sys.executable, "-m", "nnbench", "sweep", "--help"], capture_output=True, text=True,
+                         check=True).stdout
+    assert "--quick" in out and "--device" in out and "--store" in out

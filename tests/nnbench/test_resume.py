@@ -1,0 +1,81 @@
+"""A sweep killed with SIGKILL mid-way resumes without losing or repeating finished trials."""
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+# 2 studies x 5 trials; every trial runs its whole 1,500-step budget (the target is out of reach),
+# about half a second each on one CPU thread, so the kill lands with some trials stored, not all.
+ARGS = ["-m", "nnbench", "sweep", "--workload", "teacher_fc", "--quick", "--optimizers", "sgd",
+        "--batch-sizes", "16", "64", "--trials", "5", "--max-steps", "1500", "--eval-every", "100",
+        "--target", "0.999", "--device", "cpu", "--threads", "1", "--quiet"]
+EXPECTED = 10
+
+
+def _rows(path):
+    db = sqlite3.connect(path, timeout=30)
+    try:
+        trials = db.execute(
+            "SELECT study_id, trial_index, status, hparams, steps_run, final_metric, wall_time, finished "
+            "FROM trials ORDER BY study_id, trial_index").fetchall()  # fmt: skip
+        measurements = db.execute(
+            "SELECT study_id, trial_index, COUNT(*) FROM measurements GROUP BY study_id, trial_index").fetchall()
+    finally:
+        db.close()
+    return trials, dict(((s, i), n) for s, i, n in measurements)
+
+
+def _count(path):
+    if not os.path.exists(path):
+        return 0
+    try:
+        db = sqlite3.connect(path, timeout=1)
+        try:
+            return db.execute("SELECT COUNT(*) FROM trials").fetchone()[0]
+        finally:
+            db.close()
+    except sqlite3.OperationalError:  # schema not created yet
+        return 0
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX SIGKILL")
+def test_sigkill_then_resume(tmp_path):
+    store = str(tmp_path / "resume.sqlite")
+    cmd = [sys.executable, *ARGS, "--store", store]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while _count(store) < 1:
+            assert proc.poll() is None, f"sweep exited early: {proc.stderr.read().decode()}"
+            assert time.monotonic() < deadline, "no trial stored within 120 s"
+            time.sleep(0.02)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    killed_trials, killed_meas = _rows(store)
+    assert 1 <= len(killed_trials) < EXPECTED, "the kill should land mid-sweep"
+    # a trial is atomic: no measurements without their trial row (the one killed mid-run left nothing)
+    assert set(killed_meas) == {(s, i) for s, i, *_ in killed_trials}
+
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    trials, meas = _rows(store)
+    keys = [(s, i) for s, i, *_ in trials]
+    assert len(keys) == len(set(keys)) == EXPECTED  # nothing repeated, nothing missing
+    assert sorted({i for _, i in keys}) == list(range(5))
+    # every trial finished before the kill is preserved exactly (same values, same finish time:
+    # it was not re-run), with its measurements
+    by_key = {(t[0], t[1]): t for t in trials}
+    for t in killed_trials:
+        assert by_key[(t[0], t[1])] == t
+        assert meas[(t[0], t[1])] == killed_meas[(t[0], t[1])]
+    assert {t[2] for t in trials} == {"INCOMPLETE"}
