@@ -248,19 +248,21 @@ def _loop(workload, model, opt, schedule, loss_fn, stream, eval_set, task, dev, 
     measurements: list[Measurement] = []
     evals: list[float] = []
     train_time = 0.0
-    loss_sum = torch.zeros((), dtype=torch.float32, device=dev)  # since the last evaluation
-    window_sum = torch.zeros((), dtype=torch.float32, device=dev)  # since the last divergence check
+    # Running sum of training losses on the device (float64: no drift over long trials); the host reads
+    # it at divergence checks and evaluations and differences the reads for window / interval means.
+    loss_total = torch.zeros((), dtype=torch.float64, device=dev)
+    total_at_check = total_at_eval = 0.0
     last_eval = last_check = 0
     initial_loss = None
     step = 0
     bar = tqdm(total=workload.max_steps, desc="steps", unit="step", leave=False, disable=not progress)
 
     def record_eval(lr: float) -> bool:
-        nonlocal loss_sum, last_eval
+        nonlocal total_at_eval, last_eval
         values = evaluate(model, *eval_set, task=task, metric=metric, batch_size=workload.eval_batch_size)
-        if step > last_eval:
-            measurements.append(Measurement(step, "train_loss", float(loss_sum) / (step - last_eval)))
-        loss_sum = torch.zeros_like(loss_sum)
+        if step > last_eval:  # an evaluation step is always a check step: total_at_check is current
+            measurements.append(Measurement(step, "train_loss", (total_at_check - total_at_eval) / (step - last_eval)))
+        total_at_eval = total_at_check
         last_eval = step
         measurements.append(Measurement(step, f"{split}_{metric}", values[metric]))
         if metric == "accuracy":  # otherwise the metric is the loss itself
@@ -282,10 +284,13 @@ def _loop(workload, model, opt, schedule, loss_fn, stream, eval_set, task, dev, 
         if record_eval(schedule(0)):
             return finish(Status.COMPLETE, 0)
         t0 = time.perf_counter()
+        group_lr = None
         for step in range(1, workload.max_steps + 1):
             lr = schedule(step - 1)  # the schedule counts the updates taken so far
-            for group in opt.param_groups:
-                group["lr"] = lr
+            if lr != group_lr:
+                for group in opt.param_groups:
+                    group["lr"] = lr
+                group_lr = lr
             x, y = next(stream)
             if instruments and (step - 1) % instrument_every == 0:
                 synchronize(dev)
@@ -299,15 +304,13 @@ def _loop(workload, model, opt, schedule, loss_fn, stream, eval_set, task, dev, 
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            detached = loss.detach().float()
-            loss_sum += detached
-            window_sum += detached
-            if initial_loss is None:
-                initial_loss = float(detached)  # one read: the loss at initialisation, the yardstick
+            loss_total += loss.detach()
             eval_now = step % workload.eval_every == 0 or step == workload.max_steps
             if step == 1 or step - last_check >= check_every or eval_now:
-                mean = float(window_sum) / (step - last_check)
-                window_sum = torch.zeros_like(window_sum)
+                total = float(loss_total)  # the host read (a sync on a GPU) of this check window
+                mean = (total - total_at_check) / (step - last_check)
+                if initial_loss is None:
+                    initial_loss = mean  # the loss at initialisation (step 1), the yardstick
                 if not math.isfinite(mean):
                     why = f"non-finite training loss in steps {last_check + 1}..{step}"
                     return finish(Status.INFEASIBLE, error=why, loss=mean)
@@ -315,7 +318,7 @@ def _loop(workload, model, opt, schedule, loss_fn, stream, eval_set, task, dev, 
                     why = (f"training loss exploded: mean {mean:.4g} over steps {last_check + 1}..{step} > "
                            f"{divergence_factor:g} x initial loss {initial_loss:.4g}")
                     return finish(Status.INFEASIBLE, error=why, loss=mean)
-                last_check = step
+                total_at_check, last_check = total, step
             if eval_now:
                 synchronize(dev)
                 train_time += time.perf_counter() - t0

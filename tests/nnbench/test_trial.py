@@ -148,7 +148,7 @@ def test_divergence_is_infeasible_not_fatal(data):
     r = run(TINY, optimizer="sgd", hparams={"lr": 1e30}, batch_size=8, seed=1, data=data, device="cpu",
             check_every=1)
     assert r.status is Status.INFEASIBLE and "non-finite" in r.error and r.steps_run <= 3
-    assert math.isnan(_metric_series(r, "train_loss")[-1][1])
+    assert not math.isfinite(_metric_series(r, "train_loss")[-1][1])
 
 
 def test_same_seed_same_trial_and_global_rng_untouched(data):
@@ -184,6 +184,19 @@ def test_instruments_hook(data):
     assert calls == [16, 16, 16]
     assert [s for s, _ in _metric_series(r, "grad_norm")] == [0, 10, 20]
     assert all(v > 0 for _, v in _metric_series(r, "grad_norm"))
+    # train_loss at an evaluation = mean of the losses of the steps since the previous one: checked
+    # against an instrument that recomputes each step's loss (same parameters, same batch)
+    def step_loss(model, loss_fn, batch):
+        with torch.no_grad():
+            return {"step_loss": loss_fn(model(batch[0]), batch[1]).item()}
+
+    r1 = run(w, optimizer="sgd", hparams={"lr": 0.1}, batch_size=16, seed=3, data=data, device="cpu",
+             instruments=[step_loss], instrument_every=1, check_every=7)
+    per_step = [v for _, v in _metric_series(r1, "step_loss")]
+    assert len(per_step) == 30
+    train = dict(_metric_series(r1, "train_loss"))
+    assert train[10] == pytest.approx(np.mean(per_step[0:10]), rel=1e-5)
+    assert train[30] == pytest.approx(np.mean(per_step[20:30]), rel=1e-5)
     # measuring does not change training: same trial without the instrument
     plain = run(w, optimizer="sgd", hparams={"lr": 0.1}, batch_size=16, seed=3, data=data, device="cpu")
     assert _metric_series(plain, "validation_accuracy") == _metric_series(r, "validation_accuracy")
