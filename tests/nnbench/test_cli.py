@@ -101,3 +101,9 @@ def test_python_dash_m():
     out = subprocess.run([sys.executable, "-m", "nnbench", "sweep", "--help"], capture_output=True, text=True,
                          check=True).stdout
     assert "--quick" in out and "--device" in out and "--store" in out
+
+
+def test_reading_results_needs_no_torch():
+    # status / export read a store on any machine: the store, study and CLI modules import no torch
+    code = "import sys, nnbench.cli, nnbench.study, nnbench.store; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
