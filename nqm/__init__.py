@@ -1,7 +1,41 @@
 """nqm: the noisy quadratic model of Zhang et al. (2019), computed exactly.
 
-The public API is re-exported here; implementation lives in small private modules.
-nqm never imports torch.
+The public API is re-exported here; implementation lives in small modules around one family of
+numba kernels (``nqm._kernels``). nqm never imports torch.
+
+Start with ``nqm.critical_batch()`` (the paper's problem, SGD, target 0.01) or ``python -m nqm``.
 """
 
-__all__: list[str] = []
+from nqm.bounds import LowerBoundResult, lower_bound_steps
+from nqm.critical import CriticalBatchResult, critical_batch, e_min, s_min
+from nqm.optimizers import Optimizer, stability_limit
+from nqm.problem import NQM
+from nqm.risk import RiskCurve, risk, risk_curve, steady_state_risk
+from nqm.steps import StepsResult, steps_to_target
+from nqm.sweep import PAPER_BATCH_SIZES, PAPER_POWERS, SweepResult, batch_size_sweep
+from nqm.tuning import OptimalResult, optimal_hyperparameters, optimal_lr
+
+__all__ = [
+    "NQM",
+    "Optimizer",
+    "stability_limit",
+    "risk",
+    "risk_curve",
+    "steady_state_risk",
+    "RiskCurve",
+    "steps_to_target",
+    "StepsResult",
+    "optimal_lr",
+    "optimal_hyperparameters",
+    "OptimalResult",
+    "batch_size_sweep",
+    "SweepResult",
+    "PAPER_BATCH_SIZES",
+    "PAPER_POWERS",
+    "critical_batch",
+    "CriticalBatchResult",
+    "s_min",
+    "e_min",
+    "lower_bound_steps",
+    "LowerBoundResult",
+]

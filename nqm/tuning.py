@@ -1,0 +1,197 @@
+"""Optimal hyperparameters: the learning rate (and momentum, and preconditioner power where asked)
+that minimise the exact steps to target at a given batch size (paper section 3.6.1, Fig. 12).
+
+The paper tuned on grids. Here (``nqm._kernels._tune_cell``):
+
+1. a continuous search on x = log(lr / lr_max) (lr_max the stability limit for the current momentum,
+   so the search never leaves the stable region) and y = log(1 - momentum): coarse scans, then
+   Brent's method (nested for momentum), on a smooth relaxation of the steps, the real t where the
+   closed-form risk (fast oscillations of lightly damped bins replaced by their phase average)
+   comes down to the target;
+2. the exact integer optimum: N = exact first crossing at that point; then, while a nearby
+   (x, y) brings the exact risk after N - 1 steps to the target, move there. This uses the exact
+   characterisation  min over hyperparameters of N  =  the least n with  min risk(n) <= target.
+
+The integer landscape is slightly jagged where lightly damped bins oscillate (momentum at large B):
+the optimum found is a local one of that landscape, typically within 0.2 % of the best seen in
+exhaustive checks, and never worse than the notebook's grid (``benchmarks/bench_nqm_sweep.py``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.optimize
+
+from nqm import _kernels as K
+from nqm import _validate as V
+from nqm.optimizers import stability_limit
+from nqm.problem import NQM
+
+__all__ = ["OptimalResult", "optimal_lr", "optimal_hyperparameters"]
+
+
+@dataclass(frozen=True)
+class OptimalResult:
+    """Result of :func:`optimal_lr` / :func:`optimal_hyperparameters`.
+
+    Attributes:
+      steps: exact steps to target with the hyperparameters below.
+      lr: learning rate.
+      momentum: momentum beta (0 for SGD).
+      nesterov: Nesterov momentum (else heavy ball).
+      power: preconditioner power p.
+      batch_size: B (inf: noise-free).
+      target: target risk.
+      steps_relaxed: optimum of the smooth relaxation (real-valued; the exact integer ``steps`` can
+        be slightly lower where oscillations dip early, or up to one higher).
+      lr_max: stability limit of lr for this momentum and power.
+      tuned: which hyperparameters were optimised, e.g. ("lr", "momentum").
+    """
+
+    steps: int
+    lr: float
+    momentum: float
+    nesterov: bool
+    power: float
+    batch_size: float
+    target: float
+    steps_relaxed: float
+    lr_max: float
+    tuned: tuple
+
+    @property
+    def effective_lr(self) -> float:
+        """lr / (1 - momentum) (paper section 3.2)."""
+        return self.lr / (1.0 - self.momentum)
+
+    @property
+    def examples(self) -> float:
+        return self.batch_size * self.steps
+
+    @property
+    def at_stability_limit(self) -> bool:
+        """True when lr is within 1 % of the stability limit."""
+        return self.lr > 0.99 * self.lr_max
+
+    def to_dict(self) -> dict:
+        d = dict(self.__dict__)
+        d["batch_size"] = None if math.isinf(self.batch_size) else self.batch_size
+        d["tuned"] = list(self.tuned)
+        d["effective_lr"] = self.effective_lr
+        return d
+
+
+def _check_problem(problem) -> NQM:
+    if problem is None:
+        return NQM.paper()
+    if not isinstance(problem, NQM):
+        raise ValueError(f"problem must be an nqm.NQM or None, got {type(problem).__name__}")
+    return problem
+
+
+def tune_cells(problem: NQM, batch_sizes, powers, momentum, nesterov: bool,
+               target: float) -> np.ndarray:
+    """Tune every (power, batch size) pair at once (parallel kernel). ``momentum`` is a float
+    (fixed; 0 = SGD) or "tune". Returns an array (len(powers), len(batch_sizes), 7) of
+    [steps, lr, beta, 1 - beta, relaxed steps, x, y]; steps < 0 flags a failure."""
+    B = np.asarray(batch_sizes, dtype=np.float64)
+    P = np.asarray(powers, dtype=np.float64)
+    tune = momentum == V.TUNE
+    if tune:
+        code = K.NESTEROV if nesterov else K.HEAVY_BALL
+        y_fixed = 0.0
+    elif momentum == 0.0:
+        code, y_fixed = K.SGD, 0.0
+    else:
+        code = K.NESTEROV if nesterov else K.HEAVY_BALL
+        y_fixed = math.log1p(-momentum)
+    nb = problem.n_bins
+    ncell = P.size * B.size
+    Kc = np.empty((ncell, nb))
+    NVc = np.empty((ncell, nb))
+    for i, p in enumerate(P):
+        k, c_eff = problem.preconditioned(float(p))
+        for j, b in enumerate(B):
+            Kc[i * B.size + j] = k
+            NVc[i * B.size + j] = 0.0 if math.isinf(b) else c_eff / b
+    wt = 0.5 * problem.counts * problem.h
+    out = K._tune_cells(np.full(ncell, code, np.int64), np.full(ncell, tune),
+                        np.full(ncell, y_fixed), Kc, NVc, problem.x0sq, wt,
+                        np.full(ncell, target))
+    return out.reshape(P.size, B.size, 7)
+
+
+def _result(problem, row, momentum_in, nesterov, power, batch_size, target, tuned):
+    if row[0] < 0:
+        raise ValueError(f"target={target!r} could not be reached within 2^53 steps at "
+                         f"batch_size={batch_size!r} with any stable hyperparameters")
+    beta = float(row[2]) if (momentum_in == V.TUNE or momentum_in != 0.0) else 0.0
+    return OptimalResult(
+        steps=int(row[0]), lr=float(row[1]), momentum=beta, nesterov=bool(nesterov and beta > 0),
+        power=float(power), batch_size=float(batch_size), target=float(target),
+        steps_relaxed=float(row[4]),
+        lr_max=stability_limit(problem, momentum=beta, nesterov=nesterov, power=power),
+        tuned=tuned)
+
+
+def optimal_lr(problem: NQM | None = None, *, batch_size: float, momentum: float = 0.0,
+               nesterov: bool = False, power: float = 0.0,
+               target: float = 0.01) -> OptimalResult:
+    """The learning rate that minimises the exact steps to ``target`` at ``batch_size``, with the
+    momentum and preconditioner power held fixed.
+
+    Args:
+      problem: the NQM (default: ``NQM.paper()``).
+      batch_size: B >= 1 (``math.inf``: noise-free).
+      momentum: fixed beta in [0, 1) (0: SGD).
+      nesterov: Nesterov instead of heavy ball.
+      power: fixed preconditioner power in [0, 1].
+      target: target risk (paper: 0.01).
+
+    Example:
+      >>> from nqm import optimal_lr
+      >>> r = optimal_lr(batch_size=2**18)      # paper problem, SGD: limited by stability
+      >>> r.at_stability_limit
+      True
+    """
+    problem = _check_problem(problem)
+    B, p, tgt = V.batch_size(batch_size), V.power(power), V.target(target)
+    beta = V.momentum(momentum)
+    row = tune_cells(problem, [B], [p], beta, bool(nesterov), tgt)[0, 0]
+    return _result(problem, row, beta, nesterov, p, B, tgt, ("lr",))
+
+
+def optimal_hyperparameters(problem: NQM | None = None, *, batch_size: float,
+                            momentum="tune", nesterov: bool = False, power=0.0,
+                            target: float = 0.01) -> OptimalResult:
+    """Jointly optimal learning rate, momentum (``momentum="tune"``, default; or a fixed value) and,
+    with ``power="tune"``, preconditioner power in [0, 1] (an outer bounded Brent search on the
+    relaxed steps, endpoints included).
+
+    Returns an :class:`OptimalResult`; ``tuned`` lists what was optimised.
+    """
+    problem = _check_problem(problem)
+    B, tgt = V.batch_size(batch_size), V.target(target)
+    mom = V.tunable("momentum", momentum, V.momentum)
+    pw = V.tunable("power", power, V.power)
+    tuned = ("lr",) + (("momentum",) if mom == V.TUNE else ()) + (("power",) if pw == V.TUNE else ())
+    if pw != V.TUNE:
+        row = tune_cells(problem, [B], [pw], mom, bool(nesterov), tgt)[0, 0]
+        return _result(problem, row, mom, nesterov, pw, B, tgt, tuned)
+    rows = {}
+
+    def relaxed(p):
+        r = tune_cells(problem, [B], [p], mom, bool(nesterov), tgt)[0, 0]
+        rows[p] = r
+        return r[4]
+
+    opt = scipy.optimize.minimize_scalar(relaxed, bounds=(0.0, 1.0), method="bounded",
+                                         options={"xatol": 1e-4})
+    for p in (0.0, 1.0):
+        relaxed(p)
+    best = min(rows, key=lambda p: (rows[p][0], rows[p][4]))
+    del opt
+    return _result(problem, rows[best], mom, nesterov, best, B, tgt, tuned)
