@@ -100,10 +100,9 @@ def _summary_dict(s) -> dict:
 def _sweep(args) -> int:
     import torch
 
+    from nnbench.device import resolve_device
     from nnbench.study import format_table, run_sweep
     from nnbench.workloads import get_workload
-
-    from nnbench.device import resolve_device
 
     workload = get_workload(args.workload)
     threads = args.threads

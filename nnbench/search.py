@@ -138,7 +138,7 @@ class SearchSpace:
         u = np.asarray(u, dtype=float).reshape(-1)
         if u.shape[0] != self.dim:
             raise ValueError(f"SearchSpace.from_unit: u has {u.shape[0]} coordinates, expected {self.dim}")
-        point = {p.name: p.from_unit(float(x)) for p, x in zip(self.params, u)}
+        point = {p.name: p.from_unit(float(x)) for p, x in zip(self.params, u, strict=True)}
         point.update(self.fixed)
         return point
 

@@ -295,7 +295,7 @@ class Store:
         names = [d[0] for d in cur.description]
         out = []
         for row in cur.fetchall():
-            d = dict(zip(names, row))
+            d = dict(zip(names, row, strict=True))
             d["search_space"] = json.loads(d["search_space"])
             d["definition"] = json.loads(d["definition"])
             out.append(StudyRecord(**d))

@@ -320,6 +320,6 @@ def format_table(summaries: Sequence[StudySummary]) -> str:
         steps = "-" if s.steps_to_result is None else str(s.steps_to_result)
         rows.append([s.workload, s.optimizer, str(s.batch_size), trials, steps, best, edges])
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)

@@ -51,7 +51,9 @@ def trial_seed(study_seed: int, index: int) -> int:
     return int(np.random.SeedSequence([int(study_seed), int(index), 0x7E1A1]).generate_state(1, np.uint64)[0]) >> 1
 
 
-def make_loss(workload: Workload, task: str, *, label_smoothing: float | None = None) -> Callable[[Tensor, Tensor], Tensor]:
+def make_loss(
+    workload: Workload, task: str, *, label_smoothing: float | None = None
+) -> Callable[[Tensor, Tensor], Tensor]:
     """The training loss ``loss_fn(output, y) -> scalar`` of ``workload`` on a data set of ``task``.
 
     Cross entropy is the mean over examples (classification) or tokens (language models, output
@@ -76,7 +78,9 @@ def make_loss(workload: Workload, task: str, *, label_smoothing: float | None = 
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, x: Tensor, y: Tensor, *, task: str, metric: str, batch_size: int = 1024) -> dict[str, float]:
+def evaluate(
+    model: nn.Module, x: Tensor, y: Tensor, *, task: str, metric: str, batch_size: int = 1024
+) -> dict[str, float]:
     """``{"<metric>": value, "loss": value}`` of ``model`` on ``(x, y)``, in batches of ``batch_size``.
 
     accuracy: fraction of examples (tokens, for language models) whose argmax is the label;
@@ -172,7 +176,9 @@ def run(
     for name, value in (("batch_size", batch_size), ("check_every", check_every)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    if instrument_every is not None and (isinstance(instrument_every, bool) or not isinstance(instrument_every, int) or instrument_every < 1):
+    if instrument_every is not None and (
+        isinstance(instrument_every, bool) or not isinstance(instrument_every, int) or instrument_every < 1
+    ):
         raise ValueError(f"instrument_every must be a positive integer or None, got {instrument_every!r}")
     instruments = list(instruments)
     if instruments and instrument_every is None:
@@ -182,10 +188,14 @@ def run(
     hparams = dict(hparams)
     if "lr" not in hparams:
         raise ValueError("hparams must contain lr")
-    allowed = set(optimizer_hparams(optimizer)) | (set(_SCHEDULE_HPARAMS) if workload.schedule == "linear_decay" else set())
+    allowed = set(optimizer_hparams(optimizer))
+    if workload.schedule == "linear_decay":
+        allowed |= set(_SCHEDULE_HPARAMS)
     unknown = sorted(set(hparams) - allowed)
     if unknown:
-        raise ValueError(f"hparams {unknown} are not used by optimizer {optimizer!r} with schedule {workload.schedule!r}")
+        raise ValueError(
+            f"hparams {unknown} are not used by optimizer {optimizer!r} with schedule {workload.schedule!r}"
+        )
     sched_kwargs = {}
     if workload.schedule == "linear_decay":
         missing = [k for k in _SCHEDULE_HPARAMS if k not in hparams]

@@ -76,7 +76,9 @@ _OPTIMIZER_PARAMS: Mapping[str, tuple[Param, ...]] = {
 _SCHEDULE_PARAMS = ("decay_steps", "decay_factor")
 
 
-def _lr_ranges(sgd=(1e-3, 10.0), adam=(1e-5, 1e-1), kfac=(1e-4, 1.0), **per_optimizer) -> dict[str, tuple[float, float]]:
+def _lr_ranges(
+    sgd=(1e-3, 10.0), adam=(1e-5, 1e-1), kfac=(1e-4, 1.0), **per_optimizer
+) -> dict[str, tuple[float, float]]:
     return {"sgd": sgd, "adam": adam, "kfac": kfac, **per_optimizer}
 
 
@@ -151,7 +153,9 @@ class Workload:
         if self.label_smoothing and self.loss != "cross_entropy":
             raise ValueError(f"workload {self.name!r}: label_smoothing needs loss='cross_entropy'")
         if self.schedule not in ("constant", "linear_decay"):
-            raise ValueError(f"workload {self.name!r}: schedule must be 'constant' or 'linear_decay', got {self.schedule!r}")
+            raise ValueError(
+                f"workload {self.name!r}: schedule must be 'constant' or 'linear_decay', got {self.schedule!r}"
+            )
         for family in ("sgd", "adam", "kfac"):
             if family not in self.lr_ranges:
                 raise ValueError(f"workload {self.name!r}: lr_ranges lacks the {family!r} family")
@@ -241,7 +245,7 @@ def _embedded_and_real() -> dict[str, Workload]:
             model="simple_cnn",
             model_kwargs={"channels": (16, 32), "hidden": 128},
             metric="accuracy",
-            target=0.90,
+            target=0.98,  # the validation accuracy saturates near 0.99 (finite training set)
             eval_every=25,
             max_steps=3000,
             lr_ranges=_lr_ranges(sgd=(1e-3, 3.0), adam=(1e-5, 1e-1), kfac=(1e-4, 1.0)),
@@ -255,9 +259,9 @@ def _embedded_and_real() -> dict[str, Workload]:
             model="transformer",
             model_kwargs={"d_model": 64, "num_heads": 4, "num_layers": 2},
             metric="cross_entropy",
-            target=2.4,
+            target=2.5,  # nats/token; the chain's entropy rate (the optimum) is 2.36, the start ~4.2-5.3
             eval_every=50,
-            max_steps=4000,
+            max_steps=3000,
             eval_batch_size=256,
             lr_ranges=_lr_ranges(sgd=(1e-3, 10.0), adam=(1e-5, 1e-1), kfac=(1e-4, 1.0)),
             # Zhang et al. E.4: for the Transformer K-FAC keeps momentum and the EMA decay fixed.
@@ -302,7 +306,8 @@ def _embedded_and_real() -> dict[str, Workload]:
         ),
         Workload(
             name="cifar10_resnet32",
-            description="CIFAR-10 + ResNet-32 (ghost BN 32, unit-norm channels, label smoothing 0.1, linear decay); needs --data-dir",
+            description="CIFAR-10 + ResNet-32 (ghost BN 32, unit-norm channels, label smoothing 0.1, linear decay); "
+            "needs --data-dir",
             dataset="cifar10",
             model="resnet32",
             label_smoothing=0.1,
@@ -316,7 +321,8 @@ def _embedded_and_real() -> dict[str, Workload]:
         ),
         Workload(
             name="cifar10_vgg11",
-            description="CIFAR-10 + VGG-11 (ghost BN 32, unit-norm channels, label smoothing 0.1, linear decay); needs --data-dir",
+            description="CIFAR-10 + VGG-11 (ghost BN 32, unit-norm channels, label smoothing 0.1, linear decay); "
+            "needs --data-dir",
             dataset="cifar10",
             model="vgg11",
             label_smoothing=0.1,

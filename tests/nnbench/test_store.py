@@ -93,12 +93,12 @@ def test_trial_round_trip_and_reopen(tmp_path):
     with Store(path, create=False) as store:  # a new connection reads everything back
         assert store.finished_indices(sid) == {0, 1, 2}
         back = store.trials(sid, with_measurements=True)
-        for w, b in zip(written, back):
+        for w, b in zip(written, back, strict=True):
             assert b.index == w.index and b.status is w.status and b.hparams == pytest.approx(w.hparams)
             assert b.steps_to_result == w.steps_to_result and b.error == w.error and b.seed == w.seed
             assert b.final_metric == w.final_metric and b.wall_time == w.wall_time
             assert len(b.measurements) == len(w.measurements)
-            for mb, mw in zip(b.measurements, w.measurements):
+            for mb, mw in zip(b.measurements, w.measurements, strict=True):
                 assert (mb.step, mb.name) == (mw.step, mw.name)
                 assert mb.value == mw.value or (math.isnan(mb.value) and math.isnan(mw.value))
 

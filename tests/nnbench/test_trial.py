@@ -221,7 +221,7 @@ def test_linear_decay_schedule_applied(data):
         (dict(hparams={"lr": 0.1, "momentum": 0.9}), "not used by optimizer 'sgd'"),
         (dict(hparams={"momentum": 0.9}), "lr"),
         (dict(batch_size=0), "batch_size"),
-        (dict(instruments=[lambda m, l, b: {}]), "instrument_every"),
+        (dict(instruments=[lambda model, loss_fn, batch: {}]), "instrument_every"),
         (dict(device="tpu"), "device"),
         (dict(divergence_factor=0.5), "divergence_factor"),
         (dict(hparams={"lr": -1.0}), "lr"),
