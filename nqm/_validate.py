@@ -89,7 +89,14 @@ def vector(name: str, value, *, positive: bool, size: int | None = None) -> np.n
 
 
 def batch_sizes(value) -> np.ndarray:
-    arr = vector("batch_sizes", value, positive=True)
+    """Batch sizes >= 1 (math.inf allowed: noise-free)."""
+    try:
+        raw = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError("batch_sizes must be an array of real numbers") from None
+    finite = np.where(np.isposinf(raw), 1.0, raw) if raw.ndim == 1 else raw
+    vector("batch_sizes", finite, positive=True)
+    arr = raw
     if np.any(arr < 1):
         raise ValueError("batch_sizes must all be >= 1")
     return arr

@@ -1,0 +1,249 @@
+"""Command line of nqm: ``python -m nqm`` (or ``nqm``). Thin: parse, call the public API, format.
+
+With no subcommand it does the main job: on the paper's noisy quadratic model (d = 10^4, h_i = 1/i,
+C = H, target 0.01) it prints tuned steps to target against batch size for SGD, SGD with tuned
+momentum and preconditioned SGD (P = H^-0.5), with the information-theoretic bound, and the critical
+batch size of each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+
+from nqm import _validate as V
+from nqm.bounds import lower_bound_steps
+from nqm.critical import DEFINITIONS, critical_batch
+from nqm.problem import BINNINGS, NQM
+from nqm.risk import risk_curve
+from nqm.steps import steps_to_target
+from nqm.sweep import PAPER_BATCH_SIZES, PAPER_POWERS, _fmt_b, batch_size_sweep
+from nqm.tuning import optimal_hyperparameters, optimal_lr
+
+MAIN_OPTIMIZERS = (("SGD", 0.0, 0.0), ("momentum (tuned)", V.TUNE, 0.0),
+                   ("SGD, P=H^-0.5", 0.0, 0.5))
+
+
+def _tunable(text: str):
+    if text == V.TUNE:
+        return V.TUNE
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or '{V.TUNE}', got {text!r}") from None
+
+
+def _batch(text: str) -> float:
+    if text in ("inf", "infinity"):
+        return math.inf
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a batch size, got {text!r}") from None
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("problem (default: the paper's)")
+    g.add_argument("--problem", choices=["paper", "power-law"], default="paper",
+                   help="paper: h_i = 1/i, C = H, theta_0 ~ N(0, I); power-law: h_i = i^-a, "
+                        "c_i = h_i^q (default: paper)")
+    g.add_argument("--d", type=int, default=10_000, help="dimension (default 10000)")
+    g.add_argument("--a", type=float, default=1.0, help="power-law exponent of h (default 1)")
+    g.add_argument("--q", type=float, default=1.0, help="c_i = h_i^q (default 1, i.e. C = H)")
+    g.add_argument("--bins", type=int, default=100, help="number of bins (default 100)")
+    g.add_argument("--binning", choices=BINNINGS, default="accurate",
+                   help="accurate (mean curvature per log-spaced bin, default), official (the "
+                        "authors' notebook, rounds curvatures down), none (unbinned, exact, slower)")
+    g.add_argument("--target", type=float, default=0.01, help="target risk (default 0.01)")
+    o = p.add_argument_group("output")
+    o.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    o.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _optimizer_args(p: argparse.ArgumentParser, momentum_default="0", tunable=False) -> None:
+    p.add_argument("--momentum", type=_tunable if tunable else float,
+                   default=_tunable(momentum_default) if tunable else float(momentum_default),
+                   help="momentum beta in [0, 1)" + (" or 'tune'" if tunable else "")
+                        + f" (default {momentum_default})")
+    p.add_argument("--nesterov", action="store_true", help="Nesterov instead of heavy-ball momentum")
+    p.add_argument("--power", type=_tunable if tunable else float, default=0.0,
+                   help="preconditioner P = H^-power, power in [0, 1]"
+                        + (" or 'tune'" if tunable else "") + " (default 0)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m nqm",
+        description="The noisy quadratic model of Zhang et al. 2019, computed exactly: how batch "
+                    "size, learning rate, momentum and preconditioning change the number of "
+                    "steps to reach a target loss. Without a subcommand: steps vs batch size and "
+                    "the critical batch size for SGD, tuned momentum and preconditioned SGD on the "
+                    "paper's problem.",
+        epilog="Examples:  python -m nqm   |   python -m nqm steps --lr 0.5 --batch-size 1024   |   "
+               "python -m nqm sweep --momentum tune --json   |   "
+               "python -m nqm critical-batch --points 64:9000 256:2600 1024:1100 4096:700")
+    _common(parser)
+    sub = parser.add_subparsers(dest="command", metavar="command")
+
+    p = sub.add_parser("risk", help="expected risk after t steps (a risk curve)")
+    _common(p)
+    p.add_argument("--lr", type=float, required=True, help="learning rate")
+    p.add_argument("--batch-size", type=_batch, required=True, help="batch size B (or inf)")
+    p.add_argument("--steps", type=int, nargs="+", default=[0, 10, 100, 1000, 10000],
+                   help="step counts to evaluate (default 0 10 100 1000 10000)")
+    _optimizer_args(p)
+
+    p = sub.add_parser("steps", help="exact steps to target for given hyperparameters")
+    _common(p)
+    p.add_argument("--lr", type=float, required=True, help="learning rate")
+    p.add_argument("--batch-size", type=_batch, required=True, help="batch size B (or inf)")
+    _optimizer_args(p)
+
+    p = sub.add_parser("optimal-lr", help="the learning rate minimising steps (momentum fixed)")
+    _common(p)
+    p.add_argument("--batch-size", type=_batch, required=True, help="batch size B (or inf)")
+    _optimizer_args(p)
+
+    p = sub.add_parser("tune", help="optimal lr and momentum (and power with --power tune)")
+    _common(p)
+    p.add_argument("--batch-size", type=_batch, required=True, help="batch size B (or inf)")
+    _optimizer_args(p, momentum_default=V.TUNE, tunable=True)
+
+    p = sub.add_parser("sweep", help="tuned steps for many batch sizes and powers (paper Fig. 3a)")
+    _common(p)
+    p.add_argument("--batch-sizes", type=_batch, nargs="+", default=list(PAPER_BATCH_SIZES),
+                   help="batch sizes (default 2^0 .. 2^21)")
+    p.add_argument("--powers", type=float, nargs="+", default=list(PAPER_POWERS),
+                   help="preconditioner powers (default 0 0.25 0.5 0.75)")
+    p.add_argument("--momentum", type=_tunable, default=0.0,
+                   help="0 (SGD, default), a fixed beta, or 'tune'")
+    p.add_argument("--nesterov", action="store_true", help="Nesterov instead of heavy ball")
+
+    p = sub.add_parser("critical-batch", help="critical batch size (exact limits, or fitted to "
+                                              "measured points with --points)")
+    _common(p)
+    _optimizer_args(p, tunable=True)
+    p.add_argument("--definition", choices=DEFINITIONS, default="mccandlish",
+                   help="mccandlish: E_min / S_min (default); perfect_scaling: largest B with "
+                        "B S(B) <= (1 + tol) E_min; saturation: smallest B with "
+                        "S(B) <= (1 + tol) S_min")
+    p.add_argument("--tolerance", type=float, default=0.1, help="tol of the definitions (0.1)")
+    p.add_argument("--points", nargs="+", metavar="B:STEPS",
+                   help="measured batch size:steps pairs to fit S = S_min + E_min / B instead")
+
+    p = sub.add_parser("lower-bound", help="information-theoretic bound d / (2 B target)")
+    _common(p)
+    p.add_argument("--batch-size", type=float, required=True, help="batch size B")
+    return parser
+
+
+def _problem(args) -> NQM:
+    bins = None if args.binning == "none" else args.bins
+    if args.problem == "paper":
+        return NQM.paper(args.d, bins=bins, binning=args.binning)
+    return NQM.power_law(args.d, a=args.a, q=args.q, bins=bins, binning=args.binning)
+
+
+def _emit(args, data: dict, text: str) -> None:
+    print(json.dumps(data, indent=2) if args.json else text)
+
+
+def _main_job(args) -> None:
+    from tqdm import tqdm
+
+    problem = _problem(args)
+    sweeps, crits = [], []
+    with tqdm(total=2 * len(MAIN_OPTIMIZERS), disable=args.quiet or args.json,
+              desc="nqm", file=sys.stderr) as bar:
+        for label, mom, power in MAIN_OPTIMIZERS:
+            sweeps.append(batch_size_sweep(problem, batch_sizes=PAPER_BATCH_SIZES, powers=[power],
+                                           momentum=mom, target=args.target))
+            bar.update()
+            crits.append(critical_batch(problem, momentum=mom, power=power, target=args.target))
+            bar.update()
+    bound = sweeps[0].lower_bound
+    lines = [f"Steps to target {args.target:g} on {problem!r}",
+             "(every cell with its optimal constant learning rate; momentum tuned too)", ""]
+    head = f"{'batch size':>10}" + "".join(f" | {lab:>17}" for lab, _, _ in MAIN_OPTIMIZERS) + \
+        f" | {'lower bound':>11}"
+    lines += [head, "-" * len(head)]
+    for j, b in enumerate(PAPER_BATCH_SIZES):
+        lines.append(f"{_fmt_b(b):>10}" + "".join(f" | {s.steps[0, j]:>17d}" for s in sweeps)
+                     + f" | {bound[j]:>11.4g}")
+    lines += ["", "Critical batch size B_crit = E_min / S_min (McCandlish et al. 2018):"]
+    for (lab, _, _), c in zip(MAIN_OPTIMIZERS, crits):
+        lines.append(f"  {lab:>17}: B_crit = {c.value:10.1f}   (S_min = {c.s_min:.0f} steps, "
+                     f"E_min = {c.e_min:.4g} examples)")
+    data = {"problem": problem.name, "target": args.target,
+            "batch_sizes": list(PAPER_BATCH_SIZES), "lower_bound": bound.tolist(),
+            "optimizers": [{"name": lab, "steps": s.steps[0].tolist(), "lr": s.lr[0].tolist(),
+                            "momentum": s.momentum[0].tolist(), "critical_batch": c.to_dict()}
+                           for (lab, _, _), s, c in zip(MAIN_OPTIMIZERS, sweeps, crits)]}
+    _emit(args, data, "\n".join(lines))
+
+
+def _fmt_result(obj) -> str:
+    return "\n".join(f"{k:>16}: {v}" for k, v in obj.to_dict().items())
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command is None:
+            _main_job(args)
+            return 0
+        if args.command == "critical-batch" and args.points:
+            try:
+                pts = [tuple(float(x) for x in s.split(":")) for s in args.points]
+                if any(len(pt) != 2 for pt in pts):
+                    raise ValueError
+            except ValueError:
+                parser.error("--points must look like B:STEPS, e.g. 256:2600")
+            res = critical_batch(batch_sizes=[b for b, _ in pts], steps=[s for _, s in pts])
+            _emit(args, res.to_dict(), repr(res))
+            return 0
+        problem = _problem(args)
+        if args.command == "risk":
+            c = risk_curve(problem, args.steps, lr=args.lr, batch_size=args.batch_size,
+                           momentum=args.momentum, nesterov=args.nesterov, power=args.power)
+            text = "\n".join([f"{'steps':>12} | {'risk':>14}"]
+                             + [f"{int(t):>12} | {r:>14.8g}" for t, r in zip(c.steps, c.risk)]
+                             + [f"{'inf':>12} | {c.steady_state:>14.8g}"])
+            _emit(args, c.to_dict(), text)
+        elif args.command == "steps":
+            r = steps_to_target(problem, lr=args.lr, batch_size=args.batch_size,
+                                momentum=args.momentum, nesterov=args.nesterov, power=args.power,
+                                target=args.target)
+            _emit(args, r.to_dict(), _fmt_result(r))
+        elif args.command == "optimal-lr":
+            r = optimal_lr(problem, batch_size=args.batch_size, momentum=args.momentum,
+                           nesterov=args.nesterov, power=args.power, target=args.target)
+            _emit(args, r.to_dict(), _fmt_result(r))
+        elif args.command == "tune":
+            r = optimal_hyperparameters(problem, batch_size=args.batch_size,
+                                        momentum=args.momentum, nesterov=args.nesterov,
+                                        power=args.power, target=args.target)
+            _emit(args, r.to_dict(), _fmt_result(r))
+        elif args.command == "sweep":
+            s = batch_size_sweep(problem, batch_sizes=args.batch_sizes, powers=args.powers,
+                                 momentum=args.momentum, nesterov=args.nesterov,
+                                 target=args.target)
+            _emit(args, s.to_dict(), s.table())
+        elif args.command == "critical-batch":
+            r = critical_batch(problem, momentum=args.momentum, nesterov=args.nesterov,
+                               power=args.power, target=args.target, definition=args.definition,
+                               tolerance=args.tolerance)
+            _emit(args, r.to_dict(), repr(r))
+        elif args.command == "lower-bound":
+            r = lower_bound_steps(problem, batch_size=args.batch_size, target=args.target)
+            _emit(args, r.to_dict(), _fmt_result(r))
+    except ValueError as err:
+        parser.exit(2, f"python -m nqm: error: {err}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
