@@ -176,7 +176,8 @@ def _segment(A, D, b, sigma2, S0, n, t):
     """Second moments after t steps of one constant (A, b): A^t (S_0 - S_inf) A^tT + S_inf."""
     Sinf = sigma2 * _lyapunov(D, b, n)
     P = _matpow(A, D, n, t)
-    return P @ (S0[:n, :n] - Sinf) @ P.T + Sinf
+    dev = np.ascontiguousarray(S0[:n, :n]) - Sinf
+    return P @ dev @ np.ascontiguousarray(P.T) + Sinf
 
 
 @njit(cache=True)
