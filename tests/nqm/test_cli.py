@@ -1,0 +1,70 @@
+"""Smoke tests of ``python -m nqm``: tables, --json parses, errors are one clear line."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from nqm.cli import main
+
+
+def _run(capsys, *argv):
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_main_job_json(capsys):
+    code, out, _ = _run(capsys, "--json", "--quiet")
+    data = json.loads(out)
+    assert code == 0 and len(data["batch_sizes"]) == 22
+    names = [o["name"] for o in data["optimizers"]]
+    assert names == ["SGD", "momentum (tuned)", "SGD, P=H^-0.5"]
+    crit = [o["critical_batch"]["value"] for o in data["optimizers"]]
+    assert crit[0] < crit[2] and crit[0] < crit[1]
+    sgd = data["optimizers"][0]["steps"]
+    assert sgd[0] > sgd[-1] > 0
+
+
+def test_main_job_table(capsys):
+    code, out, _ = _run(capsys, "--quiet", "--bins", "30")
+    assert code == 0 and "Critical batch size" in out and "2^21" in out
+
+
+@pytest.mark.parametrize("argv, key", [
+    (["steps", "--lr", "0.5", "--batch-size", "1024"], "steps"),
+    (["risk", "--lr", "0.5", "--batch-size", "64", "--steps", "0", "100"], "risk"),
+    (["optimal-lr", "--batch-size", "256", "--power", "0.5"], "lr"),
+    (["tune", "--batch-size", "256"], "momentum"),
+    (["sweep", "--batch-sizes", "16", "4096", "--powers", "0", "0.5"], "steps"),
+    (["critical-batch", "--definition", "saturation"], "value"),
+    (["critical-batch", "--points", "64:9000", "256:2600", "1024:1100", "4096:700"], "value"),
+    (["lower-bound", "--batch-size", "4"], "steps"),
+    (["--problem", "power-law", "--a", "1.5", "--d", "1000", "steps", "--lr", "1",
+      "--batch-size", "inf"], "steps"),
+])
+def test_subcommands_json(capsys, argv, key):
+    code, out, _ = _run(capsys, *argv, "--json", "--quiet")
+    assert code == 0 and key in json.loads(out)
+
+
+def test_subcommand_table(capsys):
+    code, out, _ = _run(capsys, "steps", "--lr", "0.5", "--batch-size", "1024")
+    assert code == 0 and "steps:" in out
+
+
+def test_errors_are_one_line(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["steps", "--lr", "5", "--batch-size", "4"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "stability limit" in err and "Traceback" not in err
+    with pytest.raises(SystemExit):
+        main(["critical-batch", "--points", "64-9000"])
+    assert "B:STEPS" in capsys.readouterr().err
+
+
+def test_module_help():
+    out = subprocess.run([sys.executable, "-m", "nqm", "--help"], capture_output=True, text=True,
+                         check=True).stdout
+    assert "critical batch size" in out and "sweep" in out
