@@ -945,7 +945,7 @@ def _best_x(opt, y, x_guess, k, nv, x0sq, wt, kmax, target, nfix, prep, warm, xt
 def _best_xy(opt, y_lo, y_hi, x0, y0, k, nv, x0sq, wt, kmax, target, nfix, prep, warm):
     """Minimise over (x, y), y in [y_lo, y_hi]: Brent over y of the minimum over x (nested; each
     inner search starts from the x of the nearest y seen so far). With y0 outside the range a coarse
-    scan of y (from no momentum towards 1 - 1e-8) brackets the minimum first; otherwise the bracket
+    scan of y (8 points from no momentum towards 1 - 1e-8) brackets the minimum first; otherwise the bracket
     is y0 +- 0.5. Returns (x, y, f). Tolerances are loose (1e-6 in x, 1e-4 in y): the exact integer
     optimum is settled afterwards by the polish of ``_tune_cell``."""
     xtol = 1e-6
@@ -955,7 +955,7 @@ def _best_xy(opt, y_lo, y_hi, x0, y0, k, nv, x0sq, wt, kmax, target, nfix, prep,
         yl = max(y_lo, y0 - 0.5)
         yr = min(y_hi, y0 + 0.5)
     else:
-        npts = 12
+        npts = 8
         fm = BIG * 1e300
         xcur = x0
         ym = y_hi
@@ -1117,8 +1117,12 @@ def _tune_cells(opt, tune_beta, y_fixed, K, NV, x0sq, wt, target):
     Returns an array (ncells, 7) of _tune_cell outputs."""
     nc = K.shape[0]
     out = np.empty((nc, 7))
+    half = (nc + 1) // 2
     for i in prange(nc):
-        _tune_cell(opt[i], tune_beta[i], y_fixed[i], K[i], NV[i], x0sq, wt, target[i], out[i])
+        # interleave: the threads' contiguous chunks get even and odd cells, so neighbouring
+        # (similarly expensive) cells are split between them
+        c = 2 * i if i < half else 2 * (i - half) + 1
+        _tune_cell(opt[c], tune_beta[c], y_fixed[c], K[c], NV[c], x0sq, wt, target[c], out[c])
     return out
 
 
