@@ -111,8 +111,8 @@ def _matpow(A, D, n, t):
     E = I - A^(2^k) (E' = 2E - E^2), so that 1 - lr h ~ 1 does not lose digits; once ||E|| >= 1/2
     the powers are squared directly."""
     I = np.eye(n)
-    E = D[:n, :n].copy()
-    P = A[:n, :n].copy()
+    E = np.ascontiguousarray(D[:n, :n])
+    P = np.ascontiguousarray(A[:n, :n])
     near = np.max(np.abs(E)) < 0.5
     R = I.copy()                 # result, direct form
     F = np.zeros((n, n))         # result as I - R while res_near
@@ -151,14 +151,15 @@ def _lyapunov(D, b, n):
             ii[c] = i
             jj[c] = j
             c += 1
-    Dn = D[:n, :n]
+    Dn = np.ascontiguousarray(D[:n, :n])
+    DnT = np.ascontiguousarray(Dn.T)
     M = np.zeros((m, m))
     rhs = np.zeros(m)
     for col in range(m):
         Eb = np.zeros((n, n))
         Eb[ii[col], jj[col]] = 1.0
         Eb[jj[col], ii[col]] = 1.0
-        Lv = Dn @ Eb + Eb @ Dn.T - Dn @ Eb @ Dn.T
+        Lv = Dn @ Eb + Eb @ DnT - Dn @ Eb @ DnT
         for row in range(m):
             M[row, col] = Lv[ii[row], jj[row]]
     for row in range(m):
