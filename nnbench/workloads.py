@@ -10,6 +10,7 @@ name                        data + model                                        
 ``teacher_fc``              online random-teacher classification + FC ReLU net    val. accuracy
 ``synthetic_images_cnn``    small synthetic image set + Simple CNN                val. accuracy
 ``markov_lm_transformer``   random Markov-chain language + 2-layer Transformer    val. cross entropy
+``linear_ls``               online Gaussian linear least squares + linear model   excess risk (mse)
 ``mnist_simple_cnn``        MNIST + Simple CNN (``--data-dir``)                   val. accuracy
 ``fmnist_simple_cnn``       Fashion-MNIST + Simple CNN (``--data-dir``)           val. accuracy
 ``cifar10_resnet8``         CIFAR-10 + ResNet-8, no BN (``--data-dir``)           val. accuracy
@@ -267,6 +268,26 @@ def _embedded_and_real() -> dict[str, Workload]:
             # Zhang et al. E.4: for the Transformer K-FAC keeps momentum and the EMA decay fixed.
             fixed_hparams={"kfac": {"cov_ema_decay": 0.95}, "kfac_momentum": {"momentum": 0.9, "cov_ema_decay": 0.95}},
             quick_overrides={"max_steps": 1500},
+        ),
+        Workload(
+            name="linear_ls",
+            description="online Gaussian linear least squares (16 inputs, covariance spectrum i^-1.5, 32 outputs, "
+            "label noise 1) + linear model: an exact noisy quadratic (nnbench.linear_ls)",
+            dataset="linear_regression",
+            dataset_kwargs={"dim": 16, "num_outputs": 32, "decay": 1.5, "scale": 1.0, "noise_std": 1.0,
+                            "w_star_std": 1.0, "seed": 0},
+            model="linear",
+            model_kwargs={"bias": False},
+            loss="mse",
+            metric="mse",  # on the exact-risk design: the excess risk, computed exactly from the weights
+            target=0.02,  # excess risk; target / noise_std^2 = 0.02 keeps the NQM within ~3% (linear_ls)
+            eval_every=1,  # a 16x16 evaluation: exact steps to target are cheap
+            max_steps=5000,
+            # the loss is a mean over 32 outputs: curvatures 2 lambda / 32, SGD is stable below lr = 32
+            lr_ranges=_lr_ranges(sgd=(0.1, 30.0), adam=(1e-4, 1e-1), kfac=(1e-3, 3.0),
+                                 momentum=(0.01, 10.0), nesterov=(0.01, 10.0)),
+            quick_overrides={"max_steps": 2000},
+            cpu_threads=1,
         ),
         Workload(
             name="mnist_simple_cnn",

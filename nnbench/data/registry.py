@@ -2,7 +2,7 @@
 
 Real data sets (``mnist``, ``fashion_mnist``, ``cifar10``, ``text_lm``) read a local ``root``; nothing
 is ever downloaded. Embedded ones (``teacher``, ``teacher_regression``, ``synthetic_images``,
-``markov_lm``) are generated from a seed and ignore ``root``.
+``markov_lm``, ``linear_regression``) are generated from a seed and ignore ``root``.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from nnbench.data.cifar import cifar10
 from nnbench.data.language import markov_lm, text_lm
+from nnbench.data.linear_regression import linear_regression
 from nnbench.data.mnist import fashion_mnist, mnist
 from nnbench.data.source import DataSource
 from nnbench.data.synthetic import synthetic_images, teacher, teacher_regression
@@ -23,6 +24,7 @@ DATASETS: dict[str, Callable[..., DataSource]] = {
     "teacher_regression": teacher_regression,
     "synthetic_images": synthetic_images,
     "markov_lm": markov_lm,
+    "linear_regression": linear_regression,
     "mnist": mnist,
     "fashion_mnist": fashion_mnist,
     "cifar10": cifar10,
@@ -30,7 +32,7 @@ DATASETS: dict[str, Callable[..., DataSource]] = {
 }
 
 # Data sets that need no local files.
-EMBEDDED_DATASETS = ("teacher", "teacher_regression", "synthetic_images", "markov_lm")
+EMBEDDED_DATASETS = ("teacher", "teacher_regression", "synthetic_images", "markov_lm", "linear_regression")
 
 
 def dataset_kwargs(name: str) -> tuple[str, ...]:
