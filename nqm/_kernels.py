@@ -759,7 +759,7 @@ def _relaxed_steps(prep, wt, target, t_guess):
             return math.exp(s1)
         g1, _ = _log_excess(prep, wt, lt, s1)
         if (g1 > 0.0) != (g0 > 0.0):
-            return math.exp(_zeroin(prep, wt, lt, s0, g0, s1, g1, 1e-12 * max(1.0, abs(s1))))
+            return math.exp(_zeroin(prep, wt, lt, s0, g0, s1, g1, 1e-10 * max(1.0, abs(s1))))
         # secant extrapolation (at least doubling, at most 2 in log t) in the same direction
         sec = -g1 * (s1 - s0) / (g1 - g0) if g1 != g0 else 2.0 * step
         if (sec > 0.0) != (step > 0.0) or abs(sec) < 2.0 * abs(step):
@@ -947,9 +947,9 @@ def _best_xy(opt, y_lo, y_hi, x0, y0, k, nv, x0sq, wt, kmax, target, nfix, prep,
     """Minimise over (x, y), y in [y_lo, y_hi]: Brent over y of the minimum over x (nested; each
     inner search starts from the x of the nearest y seen so far). With y0 outside the range a coarse
     scan of y (8 points from no momentum towards 1 - 1e-8) brackets the minimum first; otherwise the bracket
-    is y0 +- 0.5. Returns (x, y, f). Tolerances are loose (1e-6 in x, 1e-4 in y): the exact integer
+    is y0 +- 0.5. Returns (x, y, f). Tolerances are loose (1e-4 in x, 3e-4 in y): the exact integer
     optimum is settled afterwards by the polish of ``_tune_cell``."""
-    xtol = 1e-6
+    xtol = 1e-4
     if y0 >= y_lo and y0 <= y_hi:
         ym = y0
         xm, fm = _best_x(opt, ym, x0, k, nv, x0sq, wt, kmax, target, nfix, prep, warm, xtol)
@@ -975,7 +975,7 @@ def _best_xy(opt, y_lo, y_hi, x0, y0, k, nv, x0sq, wt, kmax, target, nfix, prep,
         yr = min(y_hi, ym + dy)
         xm, fm = _best_x(opt, ym, xm, k, nv, x0sq, wt, kmax, target, nfix, prep, warm, xtol)
     st = np.empty(11)
-    _brent_init(st, yl, yr, ym, fm, 1e-4)
+    _brent_init(st, yl, yr, ym, fm, 3e-4)
     xbest = xm
     xcur = xm
     for _ in range(100):
@@ -1045,7 +1045,7 @@ def _tune_cell(opt, tune_beta, y_fixed, k, nv, x0sq, wt, target, out):
        Below 1000 steps (momentum at large B, where oscillations make N jagged) a local grid of
        exact N (9 x 9, steps 0.05 in x and 0.1 in y, recentred while it improves) comes first.
 
-    out: [steps, lr, beta, 1 - beta, relaxed steps, x, y]
+    out: [steps, lr, beta, 1 - beta, relaxed steps, x, y, objective evaluations]
     """
     nb = k.size
     prep = np.empty((nb, NCOL))
@@ -1057,6 +1057,7 @@ def _tune_cell(opt, tune_beta, y_fixed, k, nv, x0sq, wt, target, out):
     else:
         x, y, T = _best_xy(opt, Y_LO, 0.0, X_LO - 1.0, 1.0, k, nv, x0sq, wt, kmax, target, -1.0,
                            prep, warm)
+    n_relaxed = warm[1]
     N = _exact_at(opt, x, y, k, nv, x0sq, wt, kmax, target, prep, T if T < BIG else 1.0)
     lt = math.log(target)
     if tune_beta and opt != SGD and 0.0 < N < 1000.0:
@@ -1110,14 +1111,15 @@ def _tune_cell(opt, tune_beta, y_fixed, k, nv, x0sq, wt, target, out):
     out[4] = T
     out[5] = x
     out[6] = y
+    out[7] = warm[1]
 
 
 @njit(cache=True, parallel=True)
 def _tune_cells(opt, tune_beta, y_fixed, K, NV, x0sq, wt, target):
     """Tune every cell (rows of K: preconditioned curvatures, NV: noise variances) in parallel.
-    Returns an array (ncells, 7) of _tune_cell outputs."""
+    Returns an array (ncells, 8) of _tune_cell outputs."""
     nc = K.shape[0]
-    out = np.empty((nc, 7))
+    out = np.empty((nc, 8))
     half = (nc + 1) // 2
     for i in prange(nc):
         # interleave: the threads' contiguous chunks get even and odd cells, so neighbouring

@@ -95,8 +95,9 @@ def _check_problem(problem) -> NQM:
 def tune_cells(problem: NQM, batch_sizes, powers, momentum, nesterov: bool,
                target: float) -> np.ndarray:
     """Tune every (power, batch size) pair at once (parallel kernel). ``momentum`` is a float
-    (fixed; 0 = SGD) or "tune". Returns an array (len(powers), len(batch_sizes), 7) of
-    [steps, lr, beta, 1 - beta, relaxed steps, x, y]; steps < 0 flags a failure."""
+    (fixed; 0 = SGD) or "tune". Returns an array (len(powers), len(batch_sizes), 8) of
+    [steps, lr, beta, 1 - beta, relaxed steps, x, y, objective evaluations]; steps < 0 flags a
+    failure."""
     B = np.asarray(batch_sizes, dtype=np.float64)
     P = np.asarray(powers, dtype=np.float64)
     tune = momentum == V.TUNE
@@ -121,7 +122,7 @@ def tune_cells(problem: NQM, batch_sizes, powers, momentum, nesterov: bool,
     out = K._tune_cells(np.full(ncell, code, np.int64), np.full(ncell, tune),
                         np.full(ncell, y_fixed), Kc, NVc, problem.x0sq, wt,
                         np.full(ncell, target))
-    return out.reshape(P.size, B.size, 7)
+    return out.reshape(P.size, B.size, 8)
 
 
 def _result(problem, row, momentum_in, nesterov, power, batch_size, target, tuned):
