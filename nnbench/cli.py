@@ -6,6 +6,7 @@
     nnbench status --store runs/nnbench.sqlite   # per study: trials by status, steps to result, edge flags
     nnbench export --store runs/nnbench.sqlite --out runs/trials.csv --measurements runs/measurements.csv
     nnbench workloads                            # the registered workloads
+    nnbench compare --store runs/nnbench.sqlite  # the NQM's prediction beside the sweep (figure + table)
 
 A sweep stores every trial in the SQLite file as it finishes; running the same command again resumes
 it (finished trials are never re-run) and a larger ``--trials`` extends its studies.
@@ -37,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Quick start (a few minutes on 2 CPU cores, no download): python -m nnbench sweep --quick",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{sweep,status,export,workloads}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{sweep,status,export,workloads,compare}")
 
     sw = sub.add_parser(
         "sweep",
@@ -88,6 +89,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     wl = sub.add_parser("workloads", help="list the registered workloads")
     wl.add_argument("--json", action="store_true", help="print JSON")
+
+    cp = sub.add_parser(
+        "compare", help="overlay the noisy quadratic model's prediction on a stored sweep",
+        description="Fit the critical batch size (McCandlish et al.: S = S_min + E_min / B) to each "
+        "optimizer's measured steps to result, fit the NQM's two free scales (steps, batch size) to the "
+        "--fit-on optimizer's points, predict every optimizer's steps-vs-B and optimal-lr-vs-B curves "
+        "from its NQM family (SGD p=0, momentum p=0 with tuned momentum, Adam p=0.5, K-FAC p=0.75), draw "
+        "them over the measurements (compare_<workload>.png in --out) and print measured vs predicted "
+        "B_crit, S_min, E_min and the optimizer ordering at the smallest and largest batch size.")
+    cp.add_argument("--store", default=DEFAULT_STORE, help=f"SQLite file of a sweep (default {DEFAULT_STORE})")
+    cp.add_argument("--workload", default=None, help="workload to compare (default: the store's only one)")
+    cp.add_argument("--target", type=float, default=None,
+                    help="the sweep target, if the store holds sweeps of the workload with several")
+    cp.add_argument("--out", default="figures/out", help="folder for the figure (default figures/out)")
+    cp.add_argument("--fit-on", nargs="+", default=["sgd"], metavar="NAME",
+                    help="optimizer(s) whose points fix the NQM's two scales, or 'all' (default sgd; all "
+                    "optimizers when the store has fewer than 2 SGD points)")
+    cp.add_argument("--nqm-target", type=float, default=0.01,
+                    help="target risk of the reference NQM (the paper's problem; default 0.01)")
+    cp.add_argument("--json", action="store_true", help="print JSON")
     return parser
 
 
@@ -172,11 +193,22 @@ def _workloads(args) -> int:
     return 0
 
 
+def _compare(args) -> int:
+    from nnbench.compare import compare
+
+    fit_on = "all" if args.fit_on == ["all"] else args.fit_on
+    result = compare(args.store, workload=args.workload, target=args.target, out_dir=args.out, fit_on=fit_on,
+                     nqm_target=args.nqm_target)
+    print(json.dumps(result.to_dict(), indent=2) if args.json else result.table())
+    return 0
+
+
 def main(argv=None) -> int:
     """Entry point of ``python -m nnbench`` and the ``nnbench`` script; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    handler = {"sweep": _sweep, "status": _status, "export": _export, "workloads": _workloads}[args.command]
+    handler = {"sweep": _sweep, "status": _status, "export": _export, "workloads": _workloads,
+               "compare": _compare}[args.command]
     try:
         return handler(args)
     except (ValueError, FileNotFoundError) as e:
