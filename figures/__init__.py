@@ -1,0 +1,21 @@
+"""figures: regenerate every NQM figure of Zhang et al. 2019 and the seed papers' phenomena.
+
+``python -m figures [--quick] [--out DIR] [--only NAME ...] [--docs [DIR]]`` runs them all; each
+``figures/fig_<name>.py`` is one figure with ``main(argv=None)``, ``--quick`` and ``--out`` and only
+calls the ``nqm`` library. Output: ``figures/out/<name>.png`` and ``.pdf``.
+"""
+
+# name -> what it shows (the order in which ``python -m figures`` runs them)
+FIGURES = {
+    "momentum_rate": "Fig. 2: convergence rate and steady-state risk vs momentum, one dimension",
+    "steps_vs_batch": "Fig. 3a: steps to target vs batch size, SGD and tuned momentum, powers p",
+    "momentum_vs_sgd": "Fig. 9: noise-free risk (first term of eqn. 6), momentum vs SGD at lr/(1-m)",
+    "targets": "Fig. 11: steps to target vs batch size for targets 0.1 .. 0.001",
+    "optimal_lr": "Fig. 12: optimal (effective) learning rate vs batch size: SGD, momentum 0.9, tuned",
+    "flat_directions": "Myrtle: heat maps over (lr, B) and (lr, 1-m): flat directions lr/B, lr/(1-m)",
+
+
+
+}
+
+__all__ = ["FIGURES"]

@@ -1,0 +1,29 @@
+"""Library calls shared by several figures, memoised within one process so that
+``python -m figures`` computes each tuned sweep once (every figure still works on its own)."""
+
+from __future__ import annotations
+
+import functools
+
+from nqm import NQM, batch_size_sweep
+
+PAPER_POWERS = (0.0, 0.25, 0.5, 0.75)
+
+
+def batch_sizes(lo: int, hi: int, step: int = 1, *, quick: bool = False) -> tuple:
+    """2^lo, 2^(lo+step), .., 2^hi; --quick keeps every other one."""
+    exps = list(range(lo, hi + 1, step * (2 if quick else 1)))
+    return tuple(2.0 ** e for e in exps)
+
+
+@functools.lru_cache(maxsize=None)
+def paper_problem() -> NQM:
+    """The paper's problem (d = 10^4, h_i = 1/i, C = H), 100 bins, accurate binning."""
+    return NQM.paper()
+
+
+@functools.lru_cache(maxsize=None)
+def sweep(momentum, batch_sizes: tuple, powers: tuple = PAPER_POWERS, target: float = 0.01):
+    """Tuned steps to target (``nqm.batch_size_sweep``) on the paper problem."""
+    return batch_size_sweep(paper_problem(), batch_sizes=list(batch_sizes), powers=list(powers),
+                            momentum=momentum, target=target)
