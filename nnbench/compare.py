@@ -286,6 +286,8 @@ def _figure(result: CompareResult, path: Path) -> None:
         ax.set_yscale("log", base=2)
         ax.set_xlabel("batch size")
         ax.grid(True, which="major", alpha=0.3)
+    lo = min(p[1] for pts in result.points.values() for p in pts)
+    ax_s.set_ylim(bottom=max(1.0, lo / 16))  # a prediction below one step means "saturated", no more
     ax_s.set_ylabel(f"steps to {result.metric} target {result.target:g}")
     ax_s.set_title(f"{result.workload}: steps vs batch size")
     ax_lr.set_ylabel("best effective lr  (lr / (1 - momentum); Adam: lr)")

@@ -222,7 +222,8 @@ class AgreementRow:
       lr_predicted: the grid lr with the fewest NQM steps (the NQM tuned on the shared grid).
       predicted: NQM steps at lr_predicted (interpolated crossing of its exact risk curve).
       nqm_optimum: steps of the NQM's continuous optimum (``nqm.optimal_lr``, exact integer), for
-        reference: the grid costs at most a few percent.
+        reference: the grid costs 0-2 % at small B and up to 8 % at the largest B, where the best lr
+        sits just below the stability limit (above the grid's top point, 2^-1/4 of the limit).
       exact: the exact Gaussian expected risk's crossing at lr_predicted (fourth moments included).
       measured_at_predicted_lr: crossing of nnbench's seed-averaged risk curve at lr_predicted.
       measured_tuned: min over the measured grid lrs of the seed-averaged crossing (nnbench tuned
