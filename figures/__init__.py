@@ -13,9 +13,9 @@ FIGURES = {
     "targets": "Fig. 11: steps to target vs batch size for targets 0.1 .. 0.001",
     "optimal_lr": "Fig. 12: optimal (effective) learning rate vs batch size: SGD, momentum 0.9, tuned",
     "flat_directions": "Myrtle: heat maps over (lr, B) and (lr, 1-m): flat directions lr/B, lr/(1-m)",
-
-
-
+    "rescaling": "Jastrzebski: lr -> c lr, B -> c B keeps the dynamics until c lr nears 2/h_max",
+    "temperature": "Park: steady-state risk vs temperature g = lr/(2 B (1-m)), many (lr, B, m)",
+    "walk": "Xing: loss on the segment between iterates, valley floor, consecutive-gradient cosine",
 }
 
 __all__ = ["FIGURES"]

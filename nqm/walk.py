@@ -90,6 +90,18 @@ class WalkStats:
         return self.loss - (self.loss - self.cross) ** 2 / self.curvature
 
     @property
+    def valley_s(self) -> np.ndarray:
+        """Where on the segment itself (s in [0, 1]) the expected loss is lowest; Xing et al.'s
+        valley floor between two iterates (1 when the loss still falls all the way to theta_{t+1})."""
+        return np.clip(self.floor_s, 0.0, 1.0)
+
+    @property
+    def valley_loss(self) -> np.ndarray:
+        """Lowest expected loss on the segment [theta_t, theta_{t+1}]."""
+        s = self.valley_s
+        return (1.0 - s) ** 2 * self.loss + 2.0 * s * (1.0 - s) * self.cross + s * s * self.loss_next
+
+    @property
     def gradient_cosine(self) -> np.ndarray:
         """``E<g_t, g_{t+1}> / sqrt(E|g_t|^2 E|g_{t+1}|^2)``: a ratio of expectations, the value the
         cosine of consecutive gradients concentrates on in high dimension (not E[cos])."""

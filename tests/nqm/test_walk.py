@@ -107,6 +107,10 @@ def test_valley_floor_is_the_minimum_of_the_segment_quadratic():
     curve = w.segment_loss(s)                      # (3, len(s))
     np.testing.assert_allclose(curve.min(axis=1), w.floor_loss, rtol=1e-7)
     np.testing.assert_allclose(s[curve.argmin(axis=1)], w.floor_s, atol=2e-4)
+    inside = np.linspace(0.0, 1.0, 10001)
+    seg = w.segment_loss(inside)
+    np.testing.assert_allclose(seg.min(axis=1), w.valley_loss, rtol=1e-7)
+    np.testing.assert_allclose(inside[seg.argmin(axis=1)], w.valley_s, atol=2e-4)
     # stationary walk: theta_t and theta_{t+1} have the same law, so the floor is at s = 1/2
     st = walk_stats(NQM.paper(bins=40), math.inf, lr=1.6, batch_size=128)
     assert float(st.floor_s) == pytest.approx(0.5, rel=1e-12)
