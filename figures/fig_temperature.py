@@ -11,6 +11,7 @@ constant in B below the critical batch size (Park et al.: g_opt depends on the d
 from __future__ import annotations
 
 import numpy as np
+from matplotlib.lines import Line2D
 
 from figures import _data as D
 from figures import _style as S
@@ -57,7 +58,9 @@ def main(argv=None):
         a.set_xlabel("temperature g = lr / (2 B (1 - m))")
         a.set_ylabel("steady-state risk")
         a.set_title("(a) the noise floor is a function of g")
-        a.legend(fontsize=7, loc="upper left")
+        handles, labels = a.get_legend_handles_labels()
+        proxies = [Line2D([], [], ls="", marker=mk, color="#777777") for mk in MARKERS]
+        a.legend(proxies + handles[len(MOMENTA):], labels, fontsize=7, loc="upper left")
         cb = fig.colorbar(sc, ax=a, pad=0.01)
         cb.set_label("log10(lr / stability limit)")
         b.set_xscale("log")
