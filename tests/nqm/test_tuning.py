@@ -68,3 +68,32 @@ def test_fixed_momentum_tunes_lr_only():
     r = nqm.optimal_lr(PAPER, batch_size=1024, momentum=0.9)
     assert r.momentum == 0.9 and r.tuned == ("lr",)
     assert r.lr < nqm.stability_limit(PAPER, momentum=0.9)
+
+
+# A linear least-squares NQM (16 eigenvalues i^-1.5 of the input covariance, 32 outputs: h = 2 lambda / 32,
+# c = 4 lambda / 32^2, initial E[x^2] per bin as drawn by nnbench's linear_ls workload). With momentum
+# fixed at 0.9 the best crossing at B = 8192 is an oscillation dip in another basin of lr than the
+# relaxation's optimum: the tuner once returned 34 steps where lr = 29.6 needs 27.
+_LAM = np.arange(1, 17, dtype=float) ** -1.5
+_LS_X0SQ = [1.16930492, 1.46547932, 1.31676765, 0.73161047, 0.85399738, 1.37317735, 0.68372164,
+            1.00257014, 1.31963111, 0.62688082, 0.9966317, 0.77421496, 1.17544616, 1.09349766,
+            0.90577148, 1.5517716]
+
+
+@pytest.mark.parametrize("B", [2048, 8192])
+def test_fixed_momentum_finds_the_best_oscillation_dip(B):
+    problem = nqm.NQM.from_spectrum(np.repeat(2 * _LAM / 32, 32), np.repeat(4 * _LAM / 32**2, 32),
+                                    np.repeat(_LS_X0SQ, 32), bins=None)
+    r = nqm.optimal_lr(problem, batch_size=B, momentum=0.9, target=0.02)
+    grid = np.geomspace(r.lr_max * 1e-3, r.lr_max * (1 - 1e-9), 1500)
+
+    def steps(lr):
+        try:
+            return nqm.steps_to_target(problem, lr=lr, batch_size=B, momentum=0.9,
+                                       target=0.02).steps
+        except ValueError:      # the floor is above the target at small lr
+            return math.inf
+
+    best = min(steps(lr) for lr in grid)
+    assert r.steps <= best
+    assert r.steps == steps(r.lr)
