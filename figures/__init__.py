@@ -9,10 +9,10 @@ calls the ``nqm`` library. Output: ``figures/out/<name>.png`` and ``.pdf``.
 FIGURES = {
     "momentum_rate": "Fig. 2: convergence rate and steady-state risk vs momentum, one dimension",
     "steps_vs_batch": "Fig. 3a: steps to target vs batch size, SGD and tuned momentum, powers p",
-    "momentum_vs_sgd": "Fig. 9: noise-free risk (first term of eqn. 6), momentum vs SGD at lr/(1-m)",
+    "momentum_vs_sgd": "Fig. 9: noise-free risk (eqn. 6, first term), momentum vs SGD at lr/(1-m)",
     "targets": "Fig. 11: steps to target vs batch size for targets 0.1 .. 0.001",
-    "optimal_lr": "Fig. 12: optimal (effective) learning rate vs batch size: SGD, momentum 0.9, tuned",
-    "flat_directions": "Myrtle: heat maps over (lr, B) and (lr, 1-m): flat directions lr/B, lr/(1-m)",
+    "optimal_lr": "Fig. 12: optimal (effective) lr vs batch size: SGD, momentum 0.9, tuned",
+    "flat_directions": "Myrtle: heat maps over (lr, B), (lr, 1-m): flat directions lr/B, lr/(1-m)",
     "rescaling": "Jastrzebski: lr -> c lr, B -> c B keeps the dynamics until c lr nears 2/h_max",
     "temperature": "Park: steady-state risk vs temperature g = lr/(2 B (1-m)), many (lr, B, m)",
     "walk": "Xing: loss on the segment between iterates, valley floor, consecutive-gradient cosine",

@@ -1,4 +1,4 @@
-"""``python -m figures``: regenerate all figures (or ``--only`` some) and report the time each took."""
+"""``python -m figures``: regenerate all figures (or ``--only`` some), report the time each took."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ import matplotlib
 import numpy as np
 
 matplotlib.use("Agg")                       # files only, never a window
-import matplotlib.pyplot as plt             # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "out"

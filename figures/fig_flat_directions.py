@@ -1,6 +1,6 @@
 """Myrtle ("How to train your ResNet 5: hyperparameters"), in the NQM: heat maps over (lr, B) and
-(lr, 1 - momentum) with the 45-degree flat directions lr / B = const and lr / (1 - momentum) = const,
-and where they end.
+(lr, 1 - momentum) with the 45-degree flat directions lr / B = const and lr / (1 - momentum) =
+const, and where they end.
 
 (a) SGD, examples to target (B x steps; the Myrtle plots fix the number of epochs, i.e. examples):
 constant along lr / B until the learning rate meets the stability limit 2 / h_max or the batch

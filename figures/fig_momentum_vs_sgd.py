@@ -26,7 +26,7 @@ def main(argv=None):
     sgd = risk_curve(problem, ts, lr=EFFECTIVE_LR, batch_size=math.inf)
     with S.context():
         fig, axes = S.subplots(len(MOMENTA), height=3.4, sharey=True)
-        for ax, beta in zip(axes[0], MOMENTA):
+        for ax, beta in zip(axes[0], MOMENTA, strict=True):
             mom = risk_curve(problem, ts, lr=EFFECTIVE_LR * (1 - beta), batch_size=math.inf,
                              momentum=beta)
             ax.plot(ts[1:], mom.risk[1:] / mom.risk[0], color="C3",

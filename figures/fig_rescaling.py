@@ -41,7 +41,7 @@ def main(argv=None):
         a, b = axes[0]
         colors = [S.matplotlib.colormaps["plasma"](0.85 * i / (len(curves_c) - 1))
                   for i in range(len(curves_c))]
-        for c, col in zip(curves_c, colors):
+        for c, col in zip(curves_c, colors, strict=True):
             B = c * B0
             ts = np.unique(np.floor(n_ex / B))
             rc = risk_curve(problem, ts, lr=c * LR0, batch_size=B)

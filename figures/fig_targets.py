@@ -22,7 +22,8 @@ def main(argv=None):
     with S.context():
         fig, ax = S.subplots(1, width=5.6, height=4.4)
         ax = ax[0, 0]
-        for tgt, col in S.progress(list(zip(TARGETS, colors)), quiet=args.quiet, desc=NAME):
+        pairs = list(zip(TARGETS, colors, strict=True))
+        for tgt, col in S.progress(pairs, quiet=args.quiet, desc=NAME):
             sw = D.sweep(0.0, B, (0.0,), tgt)
             crit = critical_batch(problem, target=tgt).value
             ax.plot(B, sw.steps[0], "-o", color=col,

@@ -45,7 +45,7 @@ def main(argv=None):
     with S.context():
         fig, axes = S.subplots(3, width=13.5, height=4.0)
         a, b, c = axes[0]
-        for m, mk in zip(MOMENTA, MARKERS):
+        for m, mk in zip(MOMENTA, MARKERS, strict=True):
             sel = rows[:, 0] == m
             sc = a.scatter(rows[sel, 1], rows[sel, 2], c=np.log10(rows[sel, 3]), marker=mk,
                            s=12, cmap="plasma", vmin=-4, vmax=0, label=f"m = {m:g}")
@@ -69,7 +69,7 @@ def main(argv=None):
         b.set_ylabel("steady-state risk / (g · slope)")
         b.set_title("(b) collapse breaks only near the stability limit")
         b.legend(fontsize=7, loc="upper left")
-        for (label, sw), col in zip(sweeps.items(), ("C0", "C3")):
+        for (label, sw), col in zip(sweeps.items(), ("C0", "C3"), strict=True):
             g_opt = sw.lr[0] / (2 * sw.batch_sizes * (1 - sw.momentum[0]))
             c.plot(sw.batch_sizes, g_opt, "-o", color=col, label=label)
         c.set_xlabel("batch size (examples)")

@@ -4,10 +4,11 @@ segment (exact) and the cosine between consecutive mini-batch gradients (Monte C
 d = 10^4 spectrum, with the closed-form ratio of expectations for comparison).
 
 In the NQM's steady state the learning rate sets the height above the floor (Xing's observation);
-in the transient the iterates still descend (the floor is at the far end of the segment). Xing et al. see
-the cosine depend on B but not on lr; in the NQM that holds only during the transient (large B:
-nearly deterministic bouncing, cosine < 0), while at the steady state the cosine tends to a value
-set by lr alone (-lr h / 2 per dimension) and its B-dependence vanishes.
+in the transient the iterates still descend (the floor is at the far end of the segment). Xing et
+al. see the cosine depend on B (more negative at large B) and hardly on lr. In the NQM, B matters
+in the transient: at large B the cosine follows the noise-free walk, near +1 while lr h_max < 1
+(steady descent) and negative when lr h_max > 1 (bouncing across the stiff directions); small B
+pulls it to the steady-state value, which is set by lr alone (-lr h / 2 per dimension).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def main(argv=None):
 
     configs = [("B", b, LR_FIXED, b) for b in BATCHES] + [("lr", lr, lr, B_FIXED) for lr in LRS]
     mc = {}
-    for kind, val, lr, B in S.progress(configs, quiet=args.quiet, desc=NAME):
+    for _kind, _val, lr, B in S.progress(configs, quiet=args.quiet, desc=NAME):
         if (lr, B) not in mc:
             mc[(lr, B)] = (gradient_cosine_monte_carlo(exact, ts, lr=lr, batch_size=B, runs=runs,
                                                        seed=1),
@@ -56,7 +57,7 @@ def main(argv=None):
         a, b = axes[0]
         c, d = axes[1]
         cols = ("C0", "C1", "C3")
-        for lr, col in zip(LRS, cols):
+        for lr, col in zip(LRS, cols, strict=True):
             w = walk_stats(problem, [T_SEGMENT], lr=lr, batch_size=B_FIXED)
             ref = w.loss[0]
             a.plot(s, w.segment_loss(s)[0] / ref, color=col, label=f"lr = {lr:g}")
@@ -66,7 +67,7 @@ def main(argv=None):
         a.set_ylabel("expected loss / E L(θ_t)")
         a.set_title(f"(a) loss on the segment at t = {T_SEGMENT}, B = {B_FIXED:g}")
         a.legend(fontsize=7)
-        for B, col in zip(BATCHES, cols):
+        for B, col in zip(BATCHES, cols, strict=True):
             height = np.array([_height(problem, T_SEGMENT, lr, B) for lr in lr_grid])
             height_ss = np.array([_height(problem, np.inf, lr, B) for lr in lr_grid])
             b.plot(lr_grid, height, color=col, label=f"B = {B:g}, t = {T_SEGMENT}")
@@ -82,7 +83,7 @@ def main(argv=None):
         b.set_title("(b) height of θ_t above the valley floor vs lr")
         b.legend(fontsize=6.5, ncol=2)
         for ax, kind, values in ((c, "B", BATCHES), (d, "lr", LRS)):
-            for val, col in zip(values, cols):
+            for val, col in zip(values, cols, strict=True):
                 lr, B = (LR_FIXED, val) if kind == "B" else (val, B_FIXED)
                 sample, w = mc[(lr, B)]
                 x = sample.steps + 1                     # log axis: plot t + 1

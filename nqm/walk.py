@@ -3,8 +3,8 @@ iterates and the correlation of consecutive mini-batch gradients (the quantities
 "A Walk with SGD", section 3, measure on real networks).
 
 Plain (optionally preconditioned) SGD on one bin of curvature h, noise variance sigma^2 = c / B,
-k = h^(1-p): ``x' = u x - lr h^-p xi`` with ``u = 1 - lr k`` and ``xi ~ N(0, sigma^2)`` the noise of the
-mini-batch gradient ``g = h x + xi`` used for the step. With ``m_t = E[x_t^2]`` (paper eqn. 3/4:
+k = h^(1-p): ``x' = u x - lr h^-p xi`` with ``u = 1 - lr k`` and ``xi ~ N(0, sigma^2)`` the noise of
+the mini-batch gradient ``g = h x + xi`` used for the step. With ``m_t = E[x_t^2]`` (paper eqn. 3/4:
 ``m_t = u^(2t) (m_0 - m_inf) + m_inf``, ``m_inf = lr^2 h^-2p sigma^2 / (lr k (2 - lr k))``):
 
 * ``E[x_t x_{t+1}] = u m_t`` and ``m_{t+1} = u^2 m_t + lr^2 h^-2p sigma^2``;
@@ -18,8 +18,8 @@ The cosine between consecutive gradients is a ratio of random variables; :class:
 the RATIO OF EXPECTATIONS ``E<g_t, g_{t+1}> / sqrt(E|g_t|^2 E|g_{t+1}|^2)``, which the cosine
 concentrates on when many dimensions contribute (d = 10^4 in the paper's problem; checked against
 Monte Carlo in ``tests/nqm/test_walk.py``). At the steady state it equals ``-lr h / 2`` on one
-dimension, independent of B. On the paper's spectrum (h_i = 1/i) the gradient norm is carried by a few
-high-curvature dimensions, so early in training and at large B the cosine does NOT concentrate;
+dimension, independent of B. On the paper's spectrum (h_i = 1/i) the gradient norm is carried by a
+few high-curvature dimensions, so early in training and at large B the cosine does NOT concentrate;
 :func:`gradient_cosine_monte_carlo` samples it (mean and spread over independent runs).
 """
 
@@ -39,7 +39,8 @@ __all__ = ["WalkStats", "walk_stats", "CosineSample", "gradient_cosine_monte_car
 
 @dataclass(frozen=True, eq=False)
 class WalkStats:
-    """Exact expectations along plain SGD's walk at the step counts ``steps`` (arrays of that shape).
+    """Exact expectations along plain SGD's walk at the step counts ``steps`` (arrays of its
+    shape).
 
     Attributes:
       steps: t (number of updates done; ``inf`` = steady state).
@@ -91,15 +92,16 @@ class WalkStats:
 
     @property
     def valley_s(self) -> np.ndarray:
-        """Where on the segment itself (s in [0, 1]) the expected loss is lowest; Xing et al.'s
-        valley floor between two iterates (1 when the loss still falls all the way to theta_{t+1})."""
+        """Where on the segment itself (s in [0, 1]) the expected loss is lowest: Xing et al.'s
+        valley floor between two iterates (1 when the loss falls all the way to theta_{t+1})."""
         return np.clip(self.floor_s, 0.0, 1.0)
 
     @property
     def valley_loss(self) -> np.ndarray:
         """Lowest expected loss on the segment [theta_t, theta_{t+1}]."""
         s = self.valley_s
-        return (1.0 - s) ** 2 * self.loss + 2.0 * s * (1.0 - s) * self.cross + s * s * self.loss_next
+        return ((1.0 - s) ** 2 * self.loss + 2.0 * s * (1.0 - s) * self.cross
+                + s * s * self.loss_next)
 
     @property
     def gradient_cosine(self) -> np.ndarray:
@@ -150,7 +152,7 @@ def walk_stats(problem: NQM, steps, *, lr: float, batch_size: float,
     h, w = problem.h, problem.counts
     k, _ = problem.preconditioned(p)
     sigma2 = np.zeros_like(h) if math.isinf(B) else problem.c / B
-    step_noise = a * a * h ** (-2.0 * p) * sigma2         # lr^2 h^-2p sigma^2 (variance added per step)
+    step_noise = a * a * h ** (-2.0 * p) * sigma2     # lr^2 h^-2p sigma^2, added every step
     ak = a * k
     u = 1.0 - ak
     m_inf = step_noise / (ak * (2.0 - ak))               # 1 - u^2 = ak (2 - ak), no cancellation
