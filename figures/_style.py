@@ -115,9 +115,23 @@ def save(fig, out: Path, name: str, *, quick: bool = False, docs: Path | None = 
         docs = Path(docs)
         docs.mkdir(parents=True, exist_ok=True)
         paths.append(docs / f"{name}.png")
-        fig.savefig(paths[-1], dpi=72)
+        _save_small_png(fig, paths[-1])
     plt.close(fig)
     return paths
+
+
+def _save_small_png(fig, path: Path) -> None:
+    """A README-gallery PNG: 80 dpi, quantised to a 256-colour palette (typically < 100 KB)."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    fig.savefig(buf, dpi=80, format="png")
+    buf.seek(0)
+    with Image.open(buf) as im:
+        im.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(
+            path, optimize=True)
 
 
 def progress(iterable, *, quiet: bool, desc: str, total: int | None = None):
