@@ -149,3 +149,12 @@ def test_bad_input_names_the_argument():
             h=[1.0], c=[1.0], counts=[1.5], x0sq=[1.0]), [1], lr=0.1, batch_size=4)
     with pytest.raises(ValueError, match="s must be finite"):
         walk_stats(p, 1, lr=0.1, batch_size=4).segment_loss([0.0, np.inf])
+
+
+@pytest.mark.parametrize("name", ["nqm.walk", "nqm.rates"])
+def test_docstring_examples(name):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(name))
+    assert result.attempted > 0 and result.failed == 0
