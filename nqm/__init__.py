@@ -10,10 +10,12 @@ from nqm.bounds import LowerBoundResult, lower_bound_steps
 from nqm.critical import CriticalBatchResult, critical_batch, e_min, s_min
 from nqm.optimizers import Optimizer, stability_limit
 from nqm.problem import NQM
+from nqm.rates import convergence_rate
 from nqm.risk import RiskCurve, risk, risk_curve, steady_state_risk
 from nqm.steps import StepsResult, steps_to_target
 from nqm.sweep import PAPER_BATCH_SIZES, PAPER_POWERS, SweepResult, batch_size_sweep
 from nqm.tuning import OptimalResult, optimal_hyperparameters, optimal_lr
+from nqm.walk import CosineSample, WalkStats, gradient_cosine_monte_carlo, walk_stats
 
 __all__ = [
     "NQM",
@@ -38,4 +40,9 @@ __all__ = [
     "e_min",
     "lower_bound_steps",
     "LowerBoundResult",
+    "convergence_rate",
+    "walk_stats",
+    "WalkStats",
+    "gradient_cosine_monte_carlo",
+    "CosineSample",
 ]
