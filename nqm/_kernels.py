@@ -42,8 +42,13 @@ Prepared row layout (``prep[j, :]``), ``E_t = exp((t - 1) L)``:
     11 pc    kind 2: (A_xx - A_vv) / (2 sin theta) (phase of y for the interval bounds)
     12-22    A (4), D (4), b (2), sigma^2: for the cancellation-free noise sum (``_noise_accum``)
 
-Optimizer codes: 0 = SGD (n = 1), 1 = heavy ball, 2 = Nesterov (PyTorch's form). Preconditioning is
-not a code: it is applied to the problem (curvature k = h^(1-p), noise c h^(-2p)) before the kernels.
+Optimizer codes: 0 = SGD (n = 1), 1 = heavy ball, 2 = Nesterov (PyTorch's form), 3 = SGD with an
+exponential moving average of the iterates (n = 2: state (xbar, x - xbar), risk on xbar; the
+"momentum" slot carries the decay gamma), so that every constant-hyperparameter question (risk,
+steps, tuning) works for it unchanged. Preconditioning is not a code: it is applied to the problem
+(curvature k = h^(1-p), noise c h^(-2p)) before the kernels. Schedules (piecewise-constant rates and
+momenta, with or without an EMA, states of size up to 3) are evaluated by ``_schedule_risk`` at
+the end of this file.
 """
 
 import math
@@ -51,7 +56,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-SGD, HEAVY_BALL, NESTEROV = 0, 1, 2
+SGD, HEAVY_BALL, NESTEROV, SGD_EMA = 0, 1, 2, 3
 NCOL = 23
 # Largest step count the searches consider (2^53: every integer below it is exact in float64).
 T_MAX = 9007199254740992.0
@@ -77,6 +82,17 @@ def _transition2(opt, k, lr, beta, omb):
     if opt == SGD:
         ak = lr * k
         return (1.0 - ak, 0.0, 0.0, 0.0, ak, 0.0, 0.0, 0.0, -lr, 0.0, 1.0)
+    if opt == SGD_EMA:
+        # SGD with an EMA of the iterates, xbar' = gamma xbar + (1 - gamma) x' (beta = gamma,
+        # omb = 1 - gamma), in the coordinates (xbar, w = x - xbar): x_0 = xbar_0 gives w_0 = 0, so
+        # the state starts as (x_0, 0) and the risk is on the first entry, as for momentum. With
+        # q = 1 - lr k: xbar' = (1 - (1 - gamma) lr k) xbar + (1 - gamma) q w - (1 - gamma) lr xi,
+        # w' = -gamma lr k xbar + gamma q w - gamma lr xi; roots q and gamma (det = gamma q).
+        ak = lr * k
+        q = 1.0 - ak
+        return (1.0 - omb * ak, omb * q, -beta * ak, beta * q,
+                omb * ak, -omb * q, beta * ak, omb + beta * ak,
+                -omb * lr, -beta * lr, omb + beta * ak)
     if opt == HEAVY_BALL:
         # v' = beta v + (k x + xi), x' = x - lr v'   (paper eqn. 5)
         ak = lr * k
@@ -95,7 +111,7 @@ def _lr_max(opt, kmax, beta):
     """Stability limit on the learning rate for the largest (preconditioned) curvature kmax:
     SGD 2 / k; heavy ball 2 (1 + beta) / k; Nesterov 2 (1 + beta) / ((1 + 2 beta) k)
     (Jury's conditions on z^2 - tr(A) z + det(A))."""
-    if opt == SGD:
+    if opt == SGD or opt == SGD_EMA:
         return 2.0 / kmax
     if opt == HEAVY_BALL:
         return 2.0 * (1.0 + beta) / kmax
@@ -1375,3 +1391,375 @@ def _osc_crossing(r, gamma, k, c_eff, x0sq, wt, target, tau_guess):
         else:
             lo = mid
     return hi
+
+
+# =============================================================================================
+# Schedules: piecewise-constant hyperparameters, the exact risk and its adjoint gradient
+# =============================================================================================
+# A schedule is K pieces; piece i runs m_i steps with constant (lr_i, beta_i), so its second moments
+# follow the closed form of one constant segment, S -> P S P^T + sigma^2 V with P = A^m and
+# V = sum_(j < m) A^j b b^T A^jT (``shared/spec/NQM.md`` section 2, "Schedules"): O(log m) per piece
+# and bin by doubling (``_piece``), or O(1) for SGD (``_sgd_piece``). The gradient of the final
+# risk R with respect to the K rates is a reverse (adjoint) pass over the pieces: with
+# Lambda_K = dR/dS_K and Lambda_i = P_i^T Lambda_(i+1) P_i, dR/dlr_i = <Lambda_(i+1), dS_(i+1)/dlr_i>,
+# the last factor carried forward through the doubling of piece i alone (each piece has one rate).
+# The state is x (SGD) or (x, v) (momentum), with the iterate average xbar appended when an EMA is
+# on; the risk is measured on x, or on xbar.
+
+
+@njit(cache=True)
+def _dtransition2(opt, k, beta):
+    """Derivative with respect to lr of (A, b) of ``_transition2`` (both are affine in lr):
+    (dA00, dA01, dA10, dA11, db0, db1)."""
+    if opt == SGD:
+        return (-k, 0.0, 0.0, 0.0, -1.0, 0.0)
+    if opt == HEAVY_BALL:
+        return (-k, -beta, 0.0, 0.0, -1.0, 0.0)
+    return (-(1.0 + beta) * k, -beta * beta, 0.0, 0.0, -(1.0 + beta), 0.0)
+
+
+@njit(cache=True)
+def _fill_transition(opt, ema, k, lr, beta, omb, gamma, omg, A, D, b, dA, db):
+    """Write (A, D = I - A, b) of one bin and their lr-derivatives (dA, db) into the 3x3 / 3
+    buffers and return the state size n: x (SGD) or (x, v), with xbar appended when ``ema``:
+    xbar' = gamma xbar + (1 - gamma) x', i.e. the row (1 - gamma) A_x. plus gamma on the diagonal
+    and noise (1 - gamma) b_x (``omg`` = 1 - gamma, carried separately for precision)."""
+    r = _transition2(opt, k, lr, beta, omb)
+    dr = _dtransition2(opt, k, beta)
+    n0 = 1 if opt == SGD else 2
+    n = n0 + 1 if ema else n0
+    for i in range(3):
+        b[i] = 0.0
+        db[i] = 0.0
+        for j in range(3):
+            A[i, j] = 0.0
+            D[i, j] = 0.0
+            dA[i, j] = 0.0
+    A[0, 0] = r[0]
+    D[0, 0] = r[4]
+    b[0] = r[8]
+    dA[0, 0] = dr[0]
+    db[0] = dr[4]
+    if n0 == 2:
+        A[0, 1] = r[1]
+        A[1, 0] = r[2]
+        A[1, 1] = r[3]
+        D[0, 1] = r[5]
+        D[1, 0] = r[6]
+        D[1, 1] = r[7]
+        b[1] = r[9]
+        dA[0, 1] = dr[1]
+        dA[1, 0] = dr[2]
+        dA[1, 1] = dr[3]
+        db[1] = dr[5]
+    if ema:
+        e = n0
+        for c in range(n0):
+            A[e, c] = omg * A[0, c]
+            D[e, c] = -omg * A[0, c]
+            dA[e, c] = omg * dA[0, c]
+        A[e, e] = gamma
+        D[e, e] = omg
+        b[e] = omg * b[0]
+        db[e] = omg * db[0]
+    return n
+
+
+@njit(cache=True)
+def _mm(X, Y, Z, n):
+    """Z = X @ Y (leading n x n blocks)."""
+    for i in range(n):
+        for j in range(n):
+            s = 0.0
+            for l in range(n):
+                s += X[i, l] * Y[l, j]
+            Z[i, j] = s
+
+
+@njit(cache=True)
+def _mmt(X, Y, Z, n):
+    """Z = X @ Y^T (leading n x n blocks)."""
+    for i in range(n):
+        for j in range(n):
+            s = 0.0
+            for l in range(n):
+                s += X[i, l] * Y[j, l]
+            Z[i, j] = s
+
+
+@njit(cache=True)
+def _sandwich_add(P, S, out, n, t1, t2):
+    """out += P S P^T."""
+    _mm(P, S, t1, n)
+    _mmt(t1, P, t2, n)
+    for i in range(n):
+        for j in range(n):
+            out[i, j] += t2[i, j]
+
+
+@njit(cache=True)
+def _dsandwich_add(P, dP, S, dS, out, n, t1, t2):
+    """out += d(P S P^T) = dP S P^T + P S dP^T + P dS P^T (S symmetric)."""
+    _mm(dP, S, t1, n)
+    _mmt(t1, P, t2, n)
+    for i in range(n):
+        for j in range(n):
+            out[i, j] += t2[i, j] + t2[j, i]
+    _sandwich_add(P, dS, out, n, t1, t2)
+
+
+@njit(cache=True)
+def _piece(n, A, D, b, dA, db, m, grad, P, dP, V, dV, w):
+    """Closed form of m >= 1 steps of one constant (A, b): P = A^m and
+    V = sum_(j < m) A^j b b^T A^jT (unit noise), and with ``grad`` their lr-derivatives dP, dV.
+
+    Binary powering over the bits of m, with V_(r + s) = V_r + A^r V_s A^rT and
+    V_(2s) = V_s + A^s V_s A^sT: every term is positive semidefinite, so nothing cancels (the
+    Lyapunov form S_inf - A^m S_inf A^mT would where a bin is far below its steady state), and it
+    holds for any A (defective, e.g. critical damping; unstable pieces). While A^(2^j) is near I it is
+    carried as E = I - A^(2^j), E' = 2E - E^2, so that 1 - lr h ~ 1 keeps its digits (as
+    ``_matpow``). The derivatives follow every product by the product rule (forward mode in the one
+    rate of this piece). ``w``: workspace (12, 3, 3)."""
+    if m == 1:
+        for i in range(n):
+            for j in range(n):
+                P[i, j] = A[i, j]
+                V[i, j] = b[i] * b[j]
+                dP[i, j] = dA[i, j]
+                dV[i, j] = db[i] * b[j] + b[i] * db[j]
+        return
+    X, E, dX, W, dW, R, F, dR, t1, t2, t3, t4 = (w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7],
+                                                 w[8], w[9], w[10], w[11])
+    near = False
+    emax = 0.0
+    for i in range(n):
+        for j in range(n):
+            X[i, j] = A[i, j]
+            E[i, j] = D[i, j]
+            dX[i, j] = dA[i, j]
+            W[i, j] = b[i] * b[j]
+            dW[i, j] = db[i] * b[j] + b[i] * db[j]
+            R[i, j] = 1.0 if i == j else 0.0
+            F[i, j] = 0.0
+            dR[i, j] = 0.0
+            V[i, j] = 0.0
+            dV[i, j] = 0.0
+            emax = max(emax, abs(D[i, j]))
+    near = emax < 0.5
+    res_near = True
+    tt = m
+    while tt > 0:
+        if tt & 1:
+            # V_(r+s) = V_r + A^r V_s A^rT, A^(r+s) = A^r A^s
+            if grad:
+                _dsandwich_add(R, dR, W, dW, dV, n, t1, t2)
+                _mm(dR, X, t3, n)
+                _mm(R, dX, t4, n)
+                for i in range(n):
+                    for j in range(n):
+                        t3[i, j] += t4[i, j]
+            _sandwich_add(R, W, V, n, t1, t2)
+            if res_near and near:
+                _mm(F, E, t1, n)
+                for i in range(n):
+                    for j in range(n):
+                        F[i, j] = F[i, j] + E[i, j] - t1[i, j]
+                        R[i, j] = (1.0 if i == j else 0.0) - F[i, j]
+            else:
+                _mm(R, X, t1, n)
+                for i in range(n):
+                    for j in range(n):
+                        R[i, j] = t1[i, j]
+                res_near = False
+            if grad:
+                for i in range(n):
+                    for j in range(n):
+                        dR[i, j] = t3[i, j]
+        tt >>= 1
+        if tt == 0:
+            break
+        # doubling: V_(2s) = V_s + A^s V_s A^sT, A^(2s) = A^s A^s
+        if grad:
+            # t3 = d(X W X^T) with the old W, dW
+            for i in range(n):
+                for j in range(n):
+                    t3[i, j] = 0.0
+            _dsandwich_add(X, dX, W, dW, t3, n, t1, t2)
+            for i in range(n):
+                for j in range(n):
+                    dW[i, j] += t3[i, j]
+        for i in range(n):
+            for j in range(n):
+                t3[i, j] = W[i, j]
+        _sandwich_add(X, t3, W, n, t1, t2)
+        if grad:
+            _mm(dX, X, t3, n)
+            _mm(X, dX, t4, n)
+            for i in range(n):
+                for j in range(n):
+                    dX[i, j] = t3[i, j] + t4[i, j]
+        if near:
+            _mm(E, E, t1, n)
+            emax = 0.0
+            for i in range(n):
+                for j in range(n):
+                    E[i, j] = 2.0 * E[i, j] - t1[i, j]
+                    X[i, j] = (1.0 if i == j else 0.0) - E[i, j]
+                    emax = max(emax, abs(E[i, j]))
+            near = emax < 0.5
+        else:
+            _mm(X, X, t1, n)
+            for i in range(n):
+                for j in range(n):
+                    X[i, j] = t1[i, j]
+    for i in range(n):
+        for j in range(n):
+            P[i, j] = R[i, j]
+            dP[i, j] = dR[i, j]
+
+
+@njit(cache=True)
+def _sgd_piece(k, lr, m):
+    """One SGD bin (curvature k) over m >= 1 steps at rate lr, in closed form (paper eqn. 4):
+    E[x^2] -> Q E[x^2] + sigma^2 V with Q = (1 - lr k)^(2m), V = lr^2 (1 - Q) / (1 - (1 - lr k)^2).
+    Returns (Q, V, dQ/dlr, dV/dlr). 1 - Q and 1 - |1 - lr k| are formed with expm1 / log1p and
+    without subtraction, so small lr k keeps its digits; exact at lr k = 1 and 2."""
+    ak = lr * k
+    q = 1.0 - ak
+    if m == 1:
+        return q * q, lr * lr, -2.0 * k * q, 2.0 * lr
+    gap = ak if ak <= 1.0 else 2.0 - ak            # 1 - |q| (negative when unstable)
+    L2 = 2.0 * m * math.log1p(-gap) if gap < 1.0 else -math.inf
+    Q = math.exp(L2)
+    one_m_Q = -math.expm1(L2)
+    tw = 2.0 - ak
+    # dQ/dlr = 2m q^(2m-1) (-k)
+    if q == 0.0:
+        dQ = 0.0
+    else:
+        dQ = -2.0 * m * k * Q / q
+    if tw == 0.0:
+        # |q| = 1: V = lr^2 m, dV = 2 lr m + lr^2 k m (m - 1)
+        return Q, lr * lr * m, dQ, 2.0 * lr * m + lr * lr * k * m * (m - 1.0)
+    u = lr / (k * tw)                              # lr^2 / (1 - q^2)
+    V = u * one_m_Q
+    dV = 2.0 * one_m_Q / (k * tw * tw) - u * dQ
+    return Q, V, dQ, dV
+
+
+@njit(cache=True)
+def _schedule_risk(opt, ema, k, nv, x0sq, wt, lr, beta, omb, gamma, omg, lengths, grad):
+    """Exact risk of a piecewise-constant schedule, and its gradient.
+
+    Args: opt (SGD / HEAVY_BALL / NESTEROV code; momentum pieces may have beta = 0), ema (bool),
+      per bin k (preconditioned curvature), nv (noise variance), x0sq, wt (risk weight); per piece
+      lr, beta, omb = 1 - beta, lengths (int64, >= 1); gamma, omg = 1 - gamma of the EMA; grad.
+    Returns (risk, g): risk[i] = total risk after the first i pieces (i = 0..K); with ``grad``,
+      g[i] = d risk[K] / d log lr_i (else zeros). O(K log T) per bin; the reverse pass stores P_i
+      and dS_(i+1) of one bin at a time (O(K) memory).
+    """
+    K = lr.size
+    nb = k.size
+    risk = np.zeros(K + 1)
+    g = np.zeros(K)
+    n0 = 1 if opt == SGD else 2
+    if n0 == 1 and not ema:
+        Qs = np.empty(K)
+        dSs = np.empty(K)
+        for j in range(nb):
+            s = x0sq[j]
+            risk[0] += wt[j] * s
+            for i in range(K):
+                Q, V, dQ, dV = _sgd_piece(k[j], lr[i], lengths[i])
+                if grad:
+                    Qs[i] = Q
+                    dSs[i] = dQ * s + nv[j] * dV
+                s = Q * s + nv[j] * V
+                risk[i + 1] += wt[j] * s
+            if grad:
+                lam = wt[j]
+                for i in range(K - 1, -1, -1):
+                    g[i] += lam * dSs[i]
+                    lam *= Qs[i]
+        for i in range(K):
+            g[i] *= lr[i]
+        return risk, g
+    r = n0 if ema else 0                       # measured entry: xbar or x
+    A = np.zeros((3, 3))
+    D = np.zeros((3, 3))
+    dA = np.zeros((3, 3))
+    b = np.zeros(3)
+    db = np.zeros(3)
+    P = np.zeros((3, 3))
+    dP = np.zeros((3, 3))
+    V = np.zeros((3, 3))
+    dV = np.zeros((3, 3))
+    S = np.zeros((3, 3))
+    Sn = np.zeros((3, 3))
+    Lam = np.zeros((3, 3))
+    w = np.zeros((12, 3, 3))
+    Ps = np.zeros((K if grad else 1, 3, 3))
+    dSs = np.zeros((K if grad else 1, 3, 3))
+    n = n0 + 1 if ema else n0
+    for j in range(nb):
+        for a_ in range(3):
+            for c_ in range(3):
+                S[a_, c_] = 0.0
+        # x_0 ~ N(0, x0sq), v_0 = 0, xbar_0 = x_0
+        S[0, 0] = x0sq[j]
+        if ema:
+            S[0, r] = x0sq[j]
+            S[r, 0] = x0sq[j]
+            S[r, r] = x0sq[j]
+        risk[0] += wt[j] * S[r, r]
+        for i in range(K):
+            _fill_transition(opt, ema, k[j], lr[i], beta[i], omb[i], gamma, omg, A, D, b, dA, db)
+            _piece(n, A, D, b, dA, db, lengths[i], grad, P, dP, V, dV, w)
+            for a_ in range(n):
+                for c_ in range(n):
+                    Sn[a_, c_] = nv[j] * V[a_, c_]
+            if grad:
+                dS = dSs[i]
+                for a_ in range(n):
+                    for c_ in range(n):
+                        Ps[i, a_, c_] = P[a_, c_]
+                        dS[a_, c_] = nv[j] * dV[a_, c_]
+                # dS += dP S P^T + P S dP^T (S does not depend on lr_i)
+                _mm(dP, S, w[8], n)
+                _mmt(w[8], P, w[9], n)
+                for a_ in range(n):
+                    for c_ in range(n):
+                        dS[a_, c_] += w[9][a_, c_] + w[9][c_, a_]
+            _sandwich_add(P, S, Sn, n, w[8], w[9])
+            for a_ in range(n):
+                for c_ in range(n):
+                    S[a_, c_] = 0.5 * (Sn[a_, c_] + Sn[c_, a_])
+            risk[i + 1] += wt[j] * S[r, r]
+        if grad:
+            for a_ in range(3):
+                for c_ in range(3):
+                    Lam[a_, c_] = 0.0
+            Lam[r, r] = wt[j]
+            for i in range(K - 1, -1, -1):
+                s = 0.0
+                for a_ in range(n):
+                    for c_ in range(n):
+                        s += Lam[a_, c_] * dSs[i, a_, c_]
+                g[i] += s
+                # Lambda_i = P_i^T Lambda_(i+1) P_i
+                Pi = Ps[i]
+                for a_ in range(n):
+                    for c_ in range(n):
+                        acc = 0.0
+                        for l in range(n):
+                            acc += Lam[a_, l] * Pi[l, c_]
+                        w[8][a_, c_] = acc
+                for a_ in range(n):
+                    for c_ in range(n):
+                        acc = 0.0
+                        for l in range(n):
+                            acc += Pi[l, a_] * w[8][l, c_]
+                        Lam[a_, c_] = acc
+    for i in range(K):
+        g[i] *= lr[i]
+    return risk, g

@@ -44,6 +44,11 @@ def momentum(value) -> float:
     return real("momentum", value, low=0.0, high=1.0, high_open=True)
 
 
+def ema(value) -> float:
+    """Decay gamma of an exponential moving average of the iterates, in [0, 1)."""
+    return real("ema", value, low=0.0, high=1.0, high_open=True)
+
+
 def power(value) -> float:
     return real("power", value, low=0.0, high=1.0)
 

@@ -36,7 +36,7 @@ class StepsResult:
       risk: risk after ``steps`` updates (<= target).
       risk_before: risk after ``steps - 1`` updates (> target; the initial risk if steps == 0).
       steady_state: the risk's limit as t -> infinity.
-      target, batch_size, lr, momentum, nesterov, power: the question asked.
+      target, batch_size, lr, momentum, nesterov, power, ema: the question asked.
     """
 
     steps: int
@@ -49,6 +49,7 @@ class StepsResult:
     momentum: float
     nesterov: bool
     power: float
+    ema: float | None = None
 
     @property
     def examples(self) -> float:
@@ -74,7 +75,7 @@ def exact_steps(prep, wt, target: float, t_guess: float = 1.0) -> int:
 
 
 def steps_to_target(problem: NQM, *, lr: float, batch_size: float, momentum: float = 0.0,
-                    nesterov: bool = False, power: float = 0.0,
+                    nesterov: bool = False, power: float = 0.0, ema: float | None = None,
                     target: float = 0.01) -> StepsResult:
     """Exact number of updates until the expected risk first reaches ``target``.
 
@@ -83,6 +84,7 @@ def steps_to_target(problem: NQM, *, lr: float, batch_size: float, momentum: flo
       lr: learning rate (below the stability limit).
       batch_size: B >= 1 (``math.inf``: noise-free).
       momentum, nesterov, power: the optimizer (see :class:`nqm.Optimizer`).
+      ema: decay gamma of an EMA of the iterates (risk on the average; SGD only), or None.
       target: target risk > 0 (paper: 0.01).
 
     Raises:
@@ -94,7 +96,7 @@ def steps_to_target(problem: NQM, *, lr: float, batch_size: float, momentum: flo
       True
     """
     tgt = V.target(target)
-    opt = Optimizer(lr, momentum, nesterov, power)
+    opt = Optimizer(lr, momentum, nesterov, power, ema)
     prep, wt = prepared(problem, opt, batch_size)
     guess = K._relaxed_steps(prep, wt, tgt, 1.0)
     n = exact_steps(prep, wt, tgt, guess if guess < K.BIG else 1.0)
@@ -102,4 +104,4 @@ def steps_to_target(problem: NQM, *, lr: float, batch_size: float, momentum: flo
         steps=n, risk=float(K._risk_t(prep, wt, float(n))),
         risk_before=float(K._risk_t(prep, wt, float(max(n - 1, 0)))),
         steady_state=float(K._floor(prep, wt)), target=tgt, batch_size=V.batch_size(batch_size),
-        lr=opt.lr, momentum=opt.momentum, nesterov=opt.nesterov, power=opt.power)
+        lr=opt.lr, momentum=opt.momentum, nesterov=opt.nesterov, power=opt.power, ema=opt.ema)

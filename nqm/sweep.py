@@ -33,8 +33,10 @@ class SweepResult:
       momentum: momentum used (tuned or fixed; 0 for SGD), shape (nP, nB).
       steps_relaxed: optimum of the smooth relaxation, shape (nP, nB).
       lower_bound: information-theoretic bound d / (2 B target) (C = H), shape (nB,).
-      optimizer: "sgd", "heavy_ball" or "nesterov"; momentum_tuned: whether momentum was tuned.
+      optimizer: "sgd", "heavy_ball", "nesterov" or "sgd+ema"; momentum_tuned: whether momentum
+        (or, for "sgd+ema", the EMA decay) was tuned.
       target: target risk; problem: description of the NQM.
+      ema: decay gamma of the EMA of the iterates per cell, shape (nP, nB), or None (no EMA).
     """
 
     batch_sizes: np.ndarray
@@ -48,6 +50,7 @@ class SweepResult:
     momentum_tuned: bool
     target: float
     problem: str
+    ema: np.ndarray | None = None
 
     @property
     def effective_lr(self) -> np.ndarray:
@@ -80,6 +83,7 @@ class SweepResult:
             "effective_lr": self.effective_lr.tolist(),
             "steps_relaxed": self.steps_relaxed.tolist(),
             "lower_bound": self.lower_bound.tolist(),
+            "ema": None if self.ema is None else self.ema.tolist(),
         }
 
     def to_json(self) -> str:
@@ -95,7 +99,7 @@ def _fmt_b(b: float) -> str:
 
 def batch_size_sweep(problem: NQM | None = None, *, batch_sizes=PAPER_BATCH_SIZES,
                      powers=PAPER_POWERS, momentum=0.0, nesterov: bool = False,
-                     target: float = 0.01) -> SweepResult:
+                     ema=None, target: float = 0.01) -> SweepResult:
     """Tuned steps to target for every (power, batch size): paper Fig. 3a (with ``momentum=0`` and
     ``momentum="tune"``), Fig. 11 (other targets) and Fig. 12 (``.lr``, ``.effective_lr``).
 
@@ -105,6 +109,8 @@ def batch_size_sweep(problem: NQM | None = None, *, batch_sizes=PAPER_BATCH_SIZE
       powers: preconditioner powers (default 0, 0.25, 0.5, 0.75).
       momentum: 0 (SGD), a fixed beta, or "tune".
       nesterov: Nesterov momentum instead of heavy ball.
+      ema: None, a fixed decay gamma of an EMA of the iterates, or "tune" (with momentum=0:
+        SGD + EMA with (lr, gamma) tuned jointly).
       target: target risk.
 
     Example:
@@ -122,14 +128,21 @@ def batch_size_sweep(problem: NQM | None = None, *, batch_sizes=PAPER_BATCH_SIZE
     tgt = V.target(target)
     if not isinstance(nesterov, (bool, np.bool_)):
         raise ValueError(f"nesterov must be True or False, got {nesterov!r}")
-    out = tune_cells(problem, B, P, mom, bool(nesterov), tgt)
+    em = None if ema is None else V.tunable("ema", ema, V.ema)
+    out = tune_cells(problem, B, P, mom, bool(nesterov), tgt, em)
     if np.any(out[..., 0] < 0):
         raise ValueError(f"target={tgt!r} could not be reached within 2^53 steps in some cell")
     optimizer = "sgd" if mom == 0.0 else ("nesterov" if nesterov else "heavy_ball")
     beta = out[..., 2] if optimizer != "sgd" else np.zeros(out.shape[:2])
+    gamma = None
+    if em is not None:
+        optimizer = "sgd+ema"
+        gamma = out[..., 2].copy()
+        beta = np.zeros(out.shape[:2])
     bound = np.array([lower_bound_steps(problem, batch_size=b, target=tgt).steps_real
                       if not math.isinf(b) else 0.0 for b in B])
     return SweepResult(
         batch_sizes=B, powers=P, steps=out[..., 0].astype(np.int64), lr=out[..., 1].copy(),
         momentum=beta.copy(), steps_relaxed=out[..., 4].copy(), lower_bound=bound,
-        optimizer=optimizer, momentum_tuned=mom == V.TUNE, target=tgt, problem=problem.name)
+        optimizer=optimizer, momentum_tuned=V.TUNE in (mom, em), target=tgt, problem=problem.name,
+        ema=gamma)

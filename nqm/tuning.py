@@ -48,7 +48,8 @@ class OptimalResult:
       steps_relaxed: optimum of the smooth relaxation (real-valued; the exact integer ``steps`` can
         be slightly lower where oscillations dip early, or up to one higher).
       lr_max: stability limit of lr for this momentum and power.
-      tuned: which hyperparameters were optimised, e.g. ("lr", "momentum").
+      tuned: which hyperparameters were optimised, e.g. ("lr", "momentum") or ("lr", "ema").
+      ema: decay gamma of the EMA of the iterates (tuned or fixed), or None.
     """
 
     steps: int
@@ -61,6 +62,7 @@ class OptimalResult:
     steps_relaxed: float
     lr_max: float
     tuned: tuple
+    ema: float | None = None
 
     @property
     def effective_lr(self) -> float:
@@ -93,15 +95,23 @@ def _check_problem(problem) -> NQM:
 
 
 def tune_cells(problem: NQM, batch_sizes, powers, momentum, nesterov: bool,
-               target: float) -> np.ndarray:
+               target: float, ema=None) -> np.ndarray:
     """Tune every (power, batch size) pair at once (parallel kernel). ``momentum`` is a float
-    (fixed; 0 = SGD) or "tune". Returns an array (len(powers), len(batch_sizes), 8) of
+    (fixed; 0 = SGD) or "tune"; ``ema`` None, a fixed decay gamma or "tune" (then momentum must
+    be 0: SGD + EMA, kernel code 3, whose second hyperparameter is gamma). Returns an array (len(powers), len(batch_sizes), 8) of
     [steps, lr, beta, 1 - beta, relaxed steps, x, y, objective evaluations]; steps < 0 flags a
     failure."""
     B = np.asarray(batch_sizes, dtype=np.float64)
     P = np.asarray(powers, dtype=np.float64)
     tune = momentum == V.TUNE
-    if tune:
+    if ema is not None:
+        if momentum != 0.0:
+            raise ValueError("ema (a fixed decay or 'tune') is supported with momentum=0 only "
+                             f"(SGD with an average of the iterates), got momentum={momentum!r}")
+        tune = ema == V.TUNE
+        code = K.SGD_EMA
+        y_fixed = 0.0 if tune else math.log1p(-ema)
+    elif tune:
         code = K.NESTEROV if nesterov else K.HEAVY_BALL
         y_fixed = 0.0
     elif momentum == 0.0:
@@ -125,24 +135,25 @@ def tune_cells(problem: NQM, batch_sizes, powers, momentum, nesterov: bool,
     return out.reshape(P.size, B.size, 8)
 
 
-def _result(problem, row, momentum_in, nesterov, power, batch_size, target, tuned):
+def _result(problem, row, momentum_in, nesterov, power, batch_size, target, tuned, ema=None):
     if row[0] < 0:
         raise ValueError(f"target={target!r} could not be reached within 2^53 steps at "
                          f"batch_size={batch_size!r} with any stable hyperparameters")
-    beta = float(row[2]) if (momentum_in == V.TUNE or momentum_in != 0.0) else 0.0
+    gamma = None if ema is None else float(row[2])
+    beta = float(row[2]) if ema is None and (momentum_in == V.TUNE or momentum_in != 0.0) else 0.0
     return OptimalResult(
         steps=int(row[0]), lr=float(row[1]), momentum=beta, nesterov=bool(nesterov and beta > 0),
         power=float(power), batch_size=float(batch_size), target=float(target),
         steps_relaxed=float(row[4]),
         lr_max=stability_limit(problem, momentum=beta, nesterov=nesterov, power=power),
-        tuned=tuned)
+        tuned=tuned, ema=gamma)
 
 
 def optimal_lr(problem: NQM | None = None, *, batch_size: float, momentum: float = 0.0,
-               nesterov: bool = False, power: float = 0.0,
+               nesterov: bool = False, power: float = 0.0, ema: float | None = None,
                target: float = 0.01) -> OptimalResult:
     """The learning rate that minimises the exact steps to ``target`` at ``batch_size``, with the
-    momentum and preconditioner power held fixed.
+    momentum (or the EMA decay) and preconditioner power held fixed.
 
     Args:
       problem: the NQM (default: ``NQM.paper()``).
@@ -150,6 +161,7 @@ def optimal_lr(problem: NQM | None = None, *, batch_size: float, momentum: float
       momentum: fixed beta in [0, 1) (0: SGD).
       nesterov: Nesterov instead of heavy ball.
       power: fixed preconditioner power in [0, 1].
+      ema: fixed decay gamma of an EMA of the iterates (SGD only), or None.
       target: target risk (paper: 0.01).
 
     Example:
@@ -161,16 +173,19 @@ def optimal_lr(problem: NQM | None = None, *, batch_size: float, momentum: float
     problem = _check_problem(problem)
     B, p, tgt = V.batch_size(batch_size), V.power(power), V.target(target)
     beta = V.momentum(momentum)
-    row = tune_cells(problem, [B], [p], beta, bool(nesterov), tgt)[0, 0]
-    return _result(problem, row, beta, nesterov, p, B, tgt, ("lr",))
+    gamma = None if ema is None else V.ema(ema)
+    row = tune_cells(problem, [B], [p], beta, bool(nesterov), tgt, gamma)[0, 0]
+    return _result(problem, row, beta, nesterov, p, B, tgt, ("lr",), gamma)
 
 
 def optimal_hyperparameters(problem: NQM | None = None, *, batch_size: float,
-                            momentum="tune", nesterov: bool = False, power=0.0,
+                            momentum="tune", nesterov: bool = False, power=0.0, ema=None,
                             target: float = 0.01) -> OptimalResult:
     """Jointly optimal learning rate, momentum (``momentum="tune"``, default; or a fixed value) and,
     with ``power="tune"``, preconditioner power in [0, 1] (an outer bounded Brent search on the
-    relaxed steps, endpoints included).
+    relaxed steps, endpoints included). With ``ema="tune"`` (and ``momentum=0``) the decay gamma
+    of an EMA of the iterates is tuned jointly with lr instead of momentum (SGD + EMA); a number
+    fixes it.
 
     Returns an :class:`OptimalResult`; ``tuned`` lists what was optimised.
     """
@@ -178,14 +193,16 @@ def optimal_hyperparameters(problem: NQM | None = None, *, batch_size: float,
     B, tgt = V.batch_size(batch_size), V.target(target)
     mom = V.tunable("momentum", momentum, V.momentum)
     pw = V.tunable("power", power, V.power)
+    em = None if ema is None else V.tunable("ema", ema, V.ema)
     tuned = ("lr",) + (("momentum",) if mom == V.TUNE else ()) + (("power",) if pw == V.TUNE else ())
+    tuned += ("ema",) if em == V.TUNE else ()
     if pw != V.TUNE:
-        row = tune_cells(problem, [B], [pw], mom, bool(nesterov), tgt)[0, 0]
-        return _result(problem, row, mom, nesterov, pw, B, tgt, tuned)
+        row = tune_cells(problem, [B], [pw], mom, bool(nesterov), tgt, em)[0, 0]
+        return _result(problem, row, mom, nesterov, pw, B, tgt, tuned, em)
     rows = {}
 
     def relaxed(p):
-        r = tune_cells(problem, [B], [p], mom, bool(nesterov), tgt)[0, 0]
+        r = tune_cells(problem, [B], [p], mom, bool(nesterov), tgt, em)[0, 0]
         rows[p] = r
         return r[4]
 
@@ -195,4 +212,4 @@ def optimal_hyperparameters(problem: NQM | None = None, *, batch_size: float,
         relaxed(p)
     best = min(rows, key=lambda p: (rows[p][0], rows[p][4]))
     del opt
-    return _result(problem, rows[best], mom, nesterov, best, B, tgt, tuned)
+    return _result(problem, rows[best], mom, nesterov, best, B, tgt, tuned, em)
