@@ -12,6 +12,29 @@ from nqm.optimizers import Optimizer, stability_limit
 from nqm.problem import NQM
 from nqm.rates import convergence_rate
 from nqm.risk import RiskCurve, risk, risk_curve, steady_state_risk
+from nqm.schedule_opt import (
+    FIG3B_BATCH_SIZES,
+    OptimizedSchedule,
+    ScheduleSweepResult,
+    optimal_schedule_for_steps,
+    optimize_schedule,
+    schedule_sweep,
+)
+from nqm.schedules import (
+    Schedule,
+    ScheduleRiskCurve,
+    constant,
+    cosine_decay,
+    exponential_decay,
+    from_steps,
+    linear_decay,
+    piecewise_constant,
+    schedule_risk,
+    schedule_risk_curve,
+    schedule_risk_grad,
+    step_decay,
+    warmup,
+)
 from nqm.steps import StepsResult, steps_to_target
 from nqm.sweep import PAPER_BATCH_SIZES, PAPER_POWERS, SweepResult, batch_size_sweep
 from nqm.tuning import OptimalResult, optimal_hyperparameters, optimal_lr
@@ -45,4 +68,23 @@ __all__ = [
     "WalkStats",
     "gradient_cosine_monte_carlo",
     "CosineSample",
+    "Schedule",
+    "ScheduleRiskCurve",
+    "constant",
+    "piecewise_constant",
+    "from_steps",
+    "linear_decay",
+    "step_decay",
+    "exponential_decay",
+    "cosine_decay",
+    "warmup",
+    "schedule_risk",
+    "schedule_risk_curve",
+    "schedule_risk_grad",
+    "optimize_schedule",
+    "optimal_schedule_for_steps",
+    "OptimizedSchedule",
+    "schedule_sweep",
+    "ScheduleSweepResult",
+    "FIG3B_BATCH_SIZES",
 ]
