@@ -1401,8 +1401,9 @@ def _osc_crossing(r, gamma, k, c_eff, x0sq, wt, target, tau_guess):
 # V = sum_(j < m) A^j b b^T A^jT (``shared/spec/NQM.md`` section 2, "Schedules"): O(log m) per piece
 # and bin by doubling (``_piece``), or O(1) for SGD (``_sgd_piece``). The gradient of the final
 # risk R with respect to the K rates is a reverse (adjoint) pass over the pieces: with
-# Lambda_K = dR/dS_K and Lambda_i = P_i^T Lambda_(i+1) P_i, dR/dlr_i = <Lambda_(i+1), dS_(i+1)/dlr_i>,
-# the last factor carried forward through the doubling of piece i alone (each piece has one rate).
+# Lambda_K = dR/dS_K and Lambda_i = P_i^T Lambda_(i+1) P_i,
+# dR/dlr_i = <Lambda_(i+1), dS_(i+1)/dlr_i>, the last factor carried forward through the
+# doubling of piece i alone (each piece has one rate).
 # The state is x (SGD) or (x, v) (momentum), with the iterate average xbar appended when an EMA is
 # on; the risk is measured on x, or on xbar.
 
@@ -1471,8 +1472,8 @@ def _mm(X, Y, Z, n):
     for i in range(n):
         for j in range(n):
             s = 0.0
-            for l in range(n):
-                s += X[i, l] * Y[l, j]
+            for q_ in range(n):
+                s += X[i, q_] * Y[q_, j]
             Z[i, j] = s
 
 
@@ -1482,8 +1483,8 @@ def _mmt(X, Y, Z, n):
     for i in range(n):
         for j in range(n):
             s = 0.0
-            for l in range(n):
-                s += X[i, l] * Y[j, l]
+            for q_ in range(n):
+                s += X[i, q_] * Y[j, q_]
             Z[i, j] = s
 
 
@@ -1516,8 +1517,8 @@ def _piece(n, A, D, b, dA, db, m, grad, P, dP, V, dV, w):
     Binary powering over the bits of m, with V_(r + s) = V_r + A^r V_s A^rT and
     V_(2s) = V_s + A^s V_s A^sT: every term is positive semidefinite, so nothing cancels (the
     Lyapunov form S_inf - A^m S_inf A^mT would where a bin is far below its steady state), and it
-    holds for any A (defective, e.g. critical damping; unstable pieces). While A^(2^j) is near I it is
-    carried as E = I - A^(2^j), E' = 2E - E^2, so that 1 - lr h ~ 1 keeps its digits (as
+    holds for any A (defective, e.g. critical damping; unstable pieces). While A^(2^j) is near I it
+    is carried as E = I - A^(2^j), E' = 2E - E^2, so that 1 - lr h ~ 1 keeps its digits (as
     ``_matpow``). The derivatives follow every product by the product rule (forward mode in the one
     rate of this piece). ``w``: workspace (12, 3, 3)."""
     if m == 1:
@@ -1751,14 +1752,14 @@ def _schedule_risk(opt, ema, k, nv, x0sq, wt, lr, beta, omb, gamma, omg, lengths
                 for a_ in range(n):
                     for c_ in range(n):
                         acc = 0.0
-                        for l in range(n):
-                            acc += Lam[a_, l] * Pi[l, c_]
+                        for q_ in range(n):
+                            acc += Lam[a_, q_] * Pi[q_, c_]
                         w[8][a_, c_] = acc
                 for a_ in range(n):
                     for c_ in range(n):
                         acc = 0.0
-                        for l in range(n):
-                            acc += Pi[l, a_] * w[8][l, c_]
+                        for q_ in range(n):
+                            acc += Pi[q_, a_] * w[8][q_, c_]
                         Lam[a_, c_] = acc
     for i in range(K):
         g[i] *= lr[i]

@@ -17,11 +17,15 @@ from nqm import _validate as V
 from nqm.bounds import lower_bound_steps
 from nqm.critical import DEFINITIONS, critical_batch
 from nqm.problem import BINNINGS, NQM
+from nqm import schedules
 from nqm.risk import risk_curve
+from nqm.schedule_opt import FIG3B_BATCH_SIZES, optimize_schedule, schedule_sweep
+from nqm.schedules import schedule_risk_curve
 from nqm.steps import steps_to_target
 from nqm.sweep import PAPER_BATCH_SIZES, PAPER_POWERS, _fmt_b, batch_size_sweep
 from nqm.tuning import optimal_hyperparameters, optimal_lr
 
+SCHEDULES = ("constant", "linear", "step", "exponential", "cosine")
 MAIN_OPTIMIZERS = (("SGD", 0.0, 0.0), ("momentum (tuned)", V.TUNE, 0.0),
                    ("SGD, P=H^-0.5", 0.0, 0.5))
 
@@ -73,6 +77,57 @@ def _optimizer_args(p: argparse.ArgumentParser, momentum_default="0", tunable=Fa
                         + (" or 'tune'" if tunable else "") + " (default 0)")
 
 
+def _ema_arg(p: argparse.ArgumentParser, tunable=False) -> None:
+    p.add_argument("--ema", type=_tunable if tunable else float, default=None,
+                   help="decay gamma in [0, 1) of an exponential moving average of the iterates, "
+                        "on which the risk is measured" + (" ('tune': tuned with lr)" if tunable
+                                                           else "") + " (default: none)")
+
+
+def _schedule_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("schedule")
+    g.add_argument("--schedule", choices=SCHEDULES, default="linear",
+                   help="constant; linear (Shallue et al.: lr -> lr * decay-factor over "
+                        "decay-steps, default); step (x factor at each of --boundaries); "
+                        "exponential (lr * decay-rate^(t / decay-steps)); cosine (to lr * final-fraction)")
+    g.add_argument("--lr", type=float, required=True, help="initial learning rate")
+    g.add_argument("--total-steps", type=int, required=True, help="length T of the schedule")
+    g.add_argument("--decay-steps", type=int, help="steps of the decay (default: T)")
+    g.add_argument("--decay-factor", type=float, default=0.01,
+                   help="linear: final rate / lr (default 0.01)")
+    g.add_argument("--boundaries", type=int, nargs="+", default=[],
+                   help="step: steps at which the rate is multiplied by --factor")
+    g.add_argument("--factor", type=float, default=0.1, help="step: factor (default 0.1)")
+    g.add_argument("--decay-rate", type=float, default=0.1,
+                   help="exponential: factor per decay-steps (default 0.1)")
+    g.add_argument("--staircase", action="store_true", help="exponential: integer t / decay-steps")
+    g.add_argument("--final-fraction", type=float, default=0.0,
+                   help="cosine: final rate / lr (default 0)")
+    g.add_argument("--warmup", type=int, default=0,
+                   help="linear warmup steps before the schedule (default 0)")
+    g.add_argument("--at", type=int, nargs="+",
+                   help="also print the risk after these step counts (default: T only)")
+
+
+def _make_schedule(args):
+    T = args.total_steps
+    n = args.decay_steps if args.decay_steps is not None else T
+    if args.schedule == "constant":
+        s = schedules.constant(args.lr, T)
+    elif args.schedule == "linear":
+        s = schedules.linear_decay(args.lr, decay_factor=args.decay_factor, decay_steps=n,
+                                   steps=T)
+    elif args.schedule == "step":
+        s = schedules.step_decay(args.lr, boundaries=args.boundaries, factor=args.factor, steps=T)
+    elif args.schedule == "exponential":
+        s = schedules.exponential_decay(args.lr, decay_rate=args.decay_rate, decay_steps=n,
+                                        steps=T, staircase=args.staircase)
+    else:
+        s = schedules.cosine_decay(args.lr, decay_steps=n, steps=T,
+                                   final_fraction=args.final_fraction)
+    return schedules.warmup(s, args.warmup) if args.warmup else s
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m nqm",
@@ -83,7 +138,11 @@ def build_parser() -> argparse.ArgumentParser:
                     "paper's problem.",
         epilog="Examples:  python -m nqm   |   python -m nqm steps --lr 0.5 --batch-size 1024   |   "
                "python -m nqm sweep --momentum tune --json   |   "
-               "python -m nqm critical-batch --points 64:9000 256:2600 1024:1100 4096:700")
+               "python -m nqm critical-batch --points 64:9000 256:2600 1024:1100 4096:700   |   "
+               "python -m nqm optimize-schedule --batch-size 16   |   "
+               "python -m nqm schedule-risk --batch-size 64 --lr 1 --total-steps 20000 "
+               "--decay-factor 0.01   |   python -m nqm tune --batch-size 16 --momentum 0 "
+               "--ema tune")
     _common(parser)
     sub = parser.add_subparsers(dest="command", metavar="command")
 
@@ -94,22 +153,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, nargs="+", default=[0, 10, 100, 1000, 10000],
                    help="step counts to evaluate (default 0 10 100 1000 10000)")
     _optimizer_args(p)
+    _ema_arg(p)
 
     p = sub.add_parser("steps", help="exact steps to target for given hyperparameters")
     _common(p)
     p.add_argument("--lr", type=float, required=True, help="learning rate")
     p.add_argument("--batch-size", type=_batch, required=True, help="batch size B (or inf)")
     _optimizer_args(p)
+    _ema_arg(p)
 
     p = sub.add_parser("optimal-lr", help="the learning rate minimising steps (momentum fixed)")
     _common(p)
     p.add_argument("--batch-size", type=_batch, required=True, help="batch size B (or inf)")
     _optimizer_args(p)
+    _ema_arg(p)
 
-    p = sub.add_parser("tune", help="optimal lr and momentum (and power with --power tune)")
+    p = sub.add_parser("tune", help="optimal lr and momentum (and power with --power tune; "
+                                    "lr and EMA decay with --momentum 0 --ema tune)")
     _common(p)
     p.add_argument("--batch-size", type=_batch, required=True, help="batch size B (or inf)")
     _optimizer_args(p, momentum_default=V.TUNE, tunable=True)
+    _ema_arg(p, tunable=True)
 
     p = sub.add_parser("sweep", help="tuned steps for many batch sizes and powers (paper Fig. 3a)")
     _common(p)
@@ -120,6 +184,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--momentum", type=_tunable, default=0.0,
                    help="0 (SGD, default), a fixed beta, or 'tune'")
     p.add_argument("--nesterov", action="store_true", help="Nesterov instead of heavy ball")
+    _ema_arg(p, tunable=True)
+
+    p = sub.add_parser("schedule-risk", help="exact risk of a learning-rate schedule (linear "
+                                             "decay, step, exponential, cosine, warmup)")
+    _common(p)
+    p.add_argument("--batch-size", type=_batch, required=True, help="batch size B (or inf)")
+    _schedule_args(p)
+    _optimizer_args(p)
+    _ema_arg(p)
+
+    p = sub.add_parser("optimize-schedule",
+                       help="fewest steps with an optimized piecewise-constant schedule "
+                            "(paper section 3.6.2, Fig. 3c)")
+    _common(p)
+    p.add_argument("--batch-size", type=float, required=True, help="batch size B")
+    p.add_argument("--pieces", type=int, default=50, help="number of pieces K (default 50)")
+    _optimizer_args(p)
+    _ema_arg(p)
+
+    p = sub.add_parser("schedule-sweep",
+                       help="optimized-schedule steps for many batch sizes and powers (Fig. 3b, "
+                            "final rate vs B: Fig. 13)")
+    _common(p)
+    p.add_argument("--batch-sizes", type=float, nargs="+", default=list(FIG3B_BATCH_SIZES),
+                   help="batch sizes (default 2^2, 2^4, .., 2^20)")
+    p.add_argument("--powers", type=float, nargs="+", default=list(PAPER_POWERS),
+                   help="preconditioner powers (default 0 0.25 0.5 0.75)")
+    p.add_argument("--pieces", type=int, default=10, help="number of pieces K (default 10)")
+    p.add_argument("--momentum", type=float, default=0.0, help="fixed momentum (default 0)")
+    p.add_argument("--nesterov", action="store_true", help="Nesterov instead of heavy ball")
+    _ema_arg(p)
 
     p = sub.add_parser("critical-batch", help="critical batch size (exact limits, or fitted to "
                                               "measured points with --points)")
@@ -208,7 +303,8 @@ def main(argv=None) -> int:
         problem = _problem(args)
         if args.command == "risk":
             c = risk_curve(problem, args.steps, lr=args.lr, batch_size=args.batch_size,
-                           momentum=args.momentum, nesterov=args.nesterov, power=args.power)
+                           momentum=args.momentum, nesterov=args.nesterov, power=args.power,
+                           ema=args.ema)
             text = "\n".join([f"{'steps':>12} | {'risk':>14}"]
                              + [f"{int(t):>12} | {r:>14.8g}" for t, r in zip(c.steps, c.risk)]
                              + [f"{'inf':>12} | {c.steady_state:>14.8g}"])
@@ -216,21 +312,50 @@ def main(argv=None) -> int:
         elif args.command == "steps":
             r = steps_to_target(problem, lr=args.lr, batch_size=args.batch_size,
                                 momentum=args.momentum, nesterov=args.nesterov, power=args.power,
-                                target=args.target)
+                                ema=args.ema, target=args.target)
             _emit(args, r.to_dict(), _fmt_result(r))
         elif args.command == "optimal-lr":
             r = optimal_lr(problem, batch_size=args.batch_size, momentum=args.momentum,
-                           nesterov=args.nesterov, power=args.power, target=args.target)
+                           nesterov=args.nesterov, power=args.power, ema=args.ema,
+                           target=args.target)
             _emit(args, r.to_dict(), _fmt_result(r))
         elif args.command == "tune":
             r = optimal_hyperparameters(problem, batch_size=args.batch_size,
                                         momentum=args.momentum, nesterov=args.nesterov,
-                                        power=args.power, target=args.target)
+                                        power=args.power, ema=args.ema, target=args.target)
             _emit(args, r.to_dict(), _fmt_result(r))
         elif args.command == "sweep":
             s = batch_size_sweep(problem, batch_sizes=args.batch_sizes, powers=args.powers,
-                                 momentum=args.momentum, nesterov=args.nesterov,
+                                 momentum=args.momentum, nesterov=args.nesterov, ema=args.ema,
                                  target=args.target)
+            _emit(args, s.to_dict(), s.table())
+        elif args.command == "schedule-risk":
+            sched = _make_schedule(args)
+            at = sorted(set(args.at or []) | {sched.steps})
+            c = schedule_risk_curve(problem, sched, batch_size=args.batch_size,
+                                    momentum=args.momentum, nesterov=args.nesterov,
+                                    power=args.power, ema=args.ema, steps=at)
+            text = "\n".join([repr(sched), f"{'steps':>12} | {'risk':>14}"]
+                             + [f"{int(t):>12} | {r:>14.8g}" for t, r in zip(c.steps, c.risk)])
+            _emit(args, c.to_dict(), text)
+        elif args.command == "optimize-schedule":
+            r = optimize_schedule(problem, batch_size=args.batch_size, n_pieces=args.pieces,
+                                  momentum=args.momentum, nesterov=args.nesterov,
+                                  power=args.power, ema=args.ema, target=args.target)
+            lines = [f"{'steps':>16}: {r.steps}  (best constant rate {r.constant_lr:.4g}: "
+                     f"{r.constant_steps}; lower bound {r.lower_bound:.6g})",
+                     f"{'risk':>16}: {r.risk:.8g} (target {r.target:g}; "
+                     f"{r.steps - 1} steps: {r.risk_before:.8g})",
+                     f"{'rate bound':>16}: {r.lr_max:.6g} (stability limit)",
+                     f"{'pieces':>16}: {r.schedule.n_pieces} of "
+                     f"{r.schedule.lengths.min()}-{r.schedule.lengths.max()} steps",
+                     f"{'rates':>16}: " + " ".join(f"{x:.4g}" for x in r.schedule.lr)]
+            _emit(args, r.to_dict(), "\n".join(lines))
+        elif args.command == "schedule-sweep":
+            s = schedule_sweep(problem, batch_sizes=args.batch_sizes, powers=args.powers,
+                               n_pieces=args.pieces, momentum=args.momentum,
+                               nesterov=args.nesterov, ema=args.ema, target=args.target,
+                               progress=not (args.quiet or args.json))
             _emit(args, s.to_dict(), s.table())
         elif args.command == "critical-batch":
             r = critical_batch(problem, momentum=args.momentum, nesterov=args.nesterov,

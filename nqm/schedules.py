@@ -195,7 +195,8 @@ def step_decay(lr: float, *, boundaries, factor: float, steps: int) -> Schedule:
         raise ValueError(f"boundaries must be increasing integers in [1, steps - 1 = {T - 1}]")
     edges = np.concatenate([[0], b, [T]]).astype(np.int64)
     rates = lr * f ** np.arange(edges.size - 1)
-    return Schedule(rates, np.diff(edges), None, f"step decay {lr:g} x {f:g} at {b.astype(int).tolist()}")
+    return Schedule(rates, np.diff(edges), None,
+                    f"step decay {lr:g} x {f:g} at {b.astype(int).tolist()}")
 
 
 def exponential_decay(lr: float, *, decay_rate: float, decay_steps: int, steps: int,
@@ -318,9 +319,10 @@ def schedule_risk(problem: NQM, schedule: Schedule, *, batch_size: float, moment
       nesterov, power, ema: the optimizer (see :class:`nqm.Optimizer`).
 
     Example:
-      >>> from nqm import NQM, schedule_risk, step_decay
-      >>> s = step_decay(1.0, boundaries=[1000, 2000], factor=0.1, steps=3000)
-      >>> schedule_risk(NQM.paper(), s, batch_size=64) < 0.05
+      >>> from nqm import NQM, constant, schedule_risk, step_decay
+      >>> s = step_decay(1.0, boundaries=[20000], factor=0.1, steps=30000)
+      >>> decayed = schedule_risk(NQM.paper(), s, batch_size=64)
+      >>> decayed < 0.5 * schedule_risk(NQM.paper(), constant(1.0, 30000), batch_size=64)
       True
     """
     risk, _ = _run(problem, schedule, False, batch_size=batch_size, momentum=momentum,
