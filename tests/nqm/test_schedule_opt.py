@@ -136,15 +136,29 @@ def _official_port():
 
 
 def test_never_worse_than_the_authors_algorithm():
-    """On the authors' binning, our steps are <= the notebook algorithm's (which returns one less
-    than its number of updates, and searches only multiples of K)."""
+    """On the authors' binning and at the same number of steps, our optimized schedule has an
+    exact risk <= that of the notebook algorithm's schedule; and our steps are <= the notebook's
+    (which returns K m, one piece less than the K (m + 1) updates its schedule needs, and searches
+    multiples of K only) wherever its schedule truly reaches the target. At B = 4 it does not:
+    its +1e-8 lowers the noise floor of small curvatures, so its count is a few steps short."""
     op = _official_port()
     h, counts = op.official_problem()
     problem = NQM.paper(binning="official")
-    for B, power in ((2**8, 0.0), (2**12, 0.5)):
-        theirs, _ = op.optimized_schedule_steps(B, power, h, counts, n_pieces=10)
-        ours = nqm.optimize_schedule(problem, batch_size=B, power=power, n_pieces=10)
-        assert ours.steps <= theirs + 10
+    K = 10
+    for B, power in ((4, 0.0), (2**8, 0.0), (2**12, 0.5)):
+        theirs, _ = op.optimized_schedule_steps(B, power, h, counts, n_pieces=K)
+        m = theirs // K + 1
+        lr = np.exp(op.optimize_schedule(m, K, B, h, counts, power))
+        their_exact = nqm.schedule_risk(problem, nqm.piecewise_constant(lr, [m] * K),
+                                        batch_size=B, power=power)
+        _, ours_at = nqm.optimal_schedule_for_steps(problem, steps=K * m, batch_size=B,
+                                                    n_pieces=K, power=power, init=lr)
+        assert ours_at <= their_exact * (1 + 1e-9)
+        ours = nqm.optimize_schedule(problem, batch_size=B, power=power, n_pieces=K)
+        if their_exact <= 0.01:
+            assert ours.steps <= K * m
+        else:
+            assert B == 4 and ours.steps <= K * m * 1.001
 
 
 @pytest.mark.parametrize("kw, match", [
