@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 
-from nqm import NQM, batch_size_sweep
+from nqm import NQM, batch_size_sweep, optimize_schedule, schedule_sweep
 
 PAPER_POWERS = (0.0, 0.25, 0.5, 0.75)
 
@@ -27,3 +27,27 @@ def sweep(momentum, batch_sizes: tuple, powers: tuple = PAPER_POWERS, target: fl
     """Tuned steps to target (``nqm.batch_size_sweep``) on the paper problem."""
     return batch_size_sweep(paper_problem(), batch_sizes=list(batch_sizes), powers=list(powers),
                             momentum=momentum, target=target)
+
+
+@functools.lru_cache(maxsize=None)
+def ema_sweep(batch_sizes: tuple, powers: tuple = PAPER_POWERS, target: float = 0.01):
+    """SGD + EMA of the iterates with (lr, gamma) tuned jointly (``nqm.batch_size_sweep`` with
+    ``ema="tune"``) on the paper problem."""
+    return batch_size_sweep(paper_problem(), batch_sizes=list(batch_sizes), powers=list(powers),
+                            momentum=0.0, ema="tune", target=target)
+
+
+@functools.lru_cache(maxsize=None)
+def schedules(batch_sizes: tuple, powers: tuple = PAPER_POWERS, n_pieces: int = 10,
+              target: float = 0.01):
+    """Optimized K-piece SGD schedules (``nqm.schedule_sweep``) on the paper problem."""
+    return schedule_sweep(paper_problem(), batch_sizes=list(batch_sizes), powers=list(powers),
+                          n_pieces=n_pieces, target=target)
+
+
+@functools.lru_cache(maxsize=None)
+def optimized_schedule(batch_size: float, power: float = 0.0, n_pieces: int = 50,
+                       target: float = 0.01):
+    """One optimized K-piece SGD schedule (``nqm.optimize_schedule``), with its piece lengths."""
+    return optimize_schedule(paper_problem(), batch_size=batch_size, power=power,
+                             n_pieces=n_pieces, target=target)
