@@ -12,6 +12,7 @@ FIGURES = {
     "schedule_steps": "Fig. 3b: steps vs batch size, optimized 10-piece lr schedules vs constant lr",
     "schedules": "Fig. 3c: optimized 50-piece lr schedules (lr vs step), B = 2^4 .. 2^12",
     "final_lr": "Fig. 13: final rate of the optimized 50-piece schedule vs batch size (linear in B)",
+    "ema": "EMA: steps vs batch size, SGD + EMA of the iterates (lr, gamma tuned) vs SGD",
     "momentum_vs_sgd": "Fig. 9: noise-free risk (eqn. 6, first term), momentum vs SGD at lr/(1-m)",
     "targets": "Fig. 11: steps to target vs batch size for targets 0.1 .. 0.001",
     "optimal_lr": "Fig. 12: optimal (effective) lr vs batch size: SGD, momentum 0.9, tuned",
