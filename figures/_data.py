@@ -16,20 +16,20 @@ def batch_sizes(lo: int, hi: int, step: int = 1, *, quick: bool = False) -> tupl
     return tuple(2.0 ** e for e in exps)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def paper_problem() -> NQM:
     """The paper's problem (d = 10^4, h_i = 1/i, C = H), 100 bins, accurate binning."""
     return NQM.paper()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def sweep(momentum, batch_sizes: tuple, powers: tuple = PAPER_POWERS, target: float = 0.01):
     """Tuned steps to target (``nqm.batch_size_sweep``) on the paper problem."""
     return batch_size_sweep(paper_problem(), batch_sizes=list(batch_sizes), powers=list(powers),
                             momentum=momentum, target=target)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def ema_sweep(batch_sizes: tuple, powers: tuple = PAPER_POWERS, target: float = 0.01):
     """SGD + EMA of the iterates with (lr, gamma) tuned jointly (``nqm.batch_size_sweep`` with
     ``ema="tune"``) on the paper problem."""
@@ -37,7 +37,7 @@ def ema_sweep(batch_sizes: tuple, powers: tuple = PAPER_POWERS, target: float = 
                             momentum=0.0, ema="tune", target=target)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def schedules(batch_sizes: tuple, powers: tuple = PAPER_POWERS, n_pieces: int = 10,
               target: float = 0.01):
     """Optimized K-piece SGD schedules (``nqm.schedule_sweep``) on the paper problem."""
@@ -45,7 +45,7 @@ def schedules(batch_sizes: tuple, powers: tuple = PAPER_POWERS, n_pieces: int = 
                           n_pieces=n_pieces, target=target)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def optimized_schedule(batch_size: float, power: float = 0.0, n_pieces: int = 50,
                        target: float = 0.01):
     """One optimized K-piece SGD schedule (``nqm.optimize_schedule``), with its piece lengths."""
