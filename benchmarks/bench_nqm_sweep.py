@@ -97,8 +97,8 @@ def main(argv=None) -> int:
     t_nqm = statistics.median(times)
     log(f"nqm Fig. 3a sweep: {t_nqm:.3f} s (median of {args.runs})")
     cell_time = {}
-    for i, p in enumerate(POWERS):
-        for j, B in enumerate(BATCHES):
+    for p in POWERS:
+        for B in BATCHES:
             t0 = time.perf_counter()
             nqm.optimal_lr(problem, batch_size=B, power=p, target=TARGET)
             cell_time[("sgd", p, B)] = time.perf_counter() - t0

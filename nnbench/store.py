@@ -25,8 +25,8 @@ import os
 import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from enum import Enum
+from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 
 __all__ = [
@@ -89,7 +89,7 @@ CREATE INDEX IF NOT EXISTS measurements_by_trial ON measurements (study_id, tria
 """
 
 
-class Status(str, Enum):
+class Status(StrEnum):
     """Trial status, as in Shallue et al. 2018's data."""
 
     COMPLETE = "COMPLETE"  # reached the target at an evaluation
@@ -187,7 +187,7 @@ def _from_db(value) -> float:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 class Store:

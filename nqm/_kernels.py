@@ -977,7 +977,6 @@ def _best_xy(opt, y_lo, y_hi, x0, y0, k, nv, x0sq, wt, kmax, target, nfix, prep,
         xcur = x0
         ym = y_hi
         xm = x0
-        ib = 0
         for i in range(npts):
             yy = y_hi + (y_lo - y_hi) * i / (npts - 1)
             xcur, f = _best_x(opt, yy, xcur, k, nv, x0sq, wt, kmax, target, nfix, prep, warm, 1e-4)
@@ -985,7 +984,6 @@ def _best_xy(opt, y_lo, y_hi, x0, y0, k, nv, x0sq, wt, kmax, target, nfix, prep,
                 fm = f
                 ym = yy
                 xm = xcur
-                ib = i
         dy = (y_hi - y_lo) / (npts - 1)
         yl = max(y_lo, ym - dy)
         yr = min(y_hi, ym + dy)
@@ -1050,6 +1048,13 @@ def _exact_at(opt, x, y, k, nv, x0sq, wt, kmax, target, prep, t_guess):
 
 
 @njit(cache=True)
+def _steps_at(opt, x, y, k, nv, x0sq, wt, target, t_guess):
+    """Exact steps to target at (x, y) (the tuner's coordinates) for one cell; -1 if never."""
+    prep = np.empty((k.size, NCOL))
+    return _exact_at(opt, x, y, k, nv, x0sq, wt, np.max(k), target, prep, t_guess)
+
+
+@njit(cache=True)
 def _tune_cell(opt, tune_beta, y_fixed, k, nv, x0sq, wt, target, out):
     """Tune lr (and momentum if tune_beta) for one cell to minimise steps to target.
 
@@ -1073,7 +1078,6 @@ def _tune_cell(opt, tune_beta, y_fixed, k, nv, x0sq, wt, target, out):
     else:
         x, y, T = _best_xy(opt, Y_LO, 0.0, X_LO - 1.0, 1.0, k, nv, x0sq, wt, kmax, target, -1.0,
                            prep, warm)
-    n_relaxed = warm[1]
     N = _exact_at(opt, x, y, k, nv, x0sq, wt, kmax, target, prep, T if T < BIG else 1.0)
     lt = math.log(target)
     if opt != SGD and 0.0 < N < 1000.0:

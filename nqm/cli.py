@@ -14,15 +14,15 @@ import math
 import sys
 
 from nqm import _validate as V
+from nqm import schedules
 from nqm.bounds import lower_bound_steps
 from nqm.critical import DEFINITIONS, critical_batch
 from nqm.problem import BINNINGS, NQM
-from nqm import schedules
 from nqm.risk import risk_curve
 from nqm.schedule_opt import FIG3B_BATCH_SIZES, optimize_schedule, schedule_sweep
 from nqm.schedules import schedule_risk_curve
 from nqm.steps import steps_to_target
-from nqm.sweep import PAPER_BATCH_SIZES, PAPER_POWERS, _fmt_b, batch_size_sweep
+from nqm.sweep import PAPER_BATCH_SIZES, PAPER_POWERS, _fmt_b, _fmt_steps, batch_size_sweep
 from nqm.tuning import optimal_hyperparameters, optimal_lr
 
 SCHEDULES = ("constant", "linear", "step", "exponential", "cosine")
@@ -252,7 +252,7 @@ def _main_job(args) -> None:
     sweeps, crits = [], []
     with tqdm(total=2 * len(MAIN_OPTIMIZERS), disable=args.quiet or args.json,
               desc="nqm", file=sys.stderr) as bar:
-        for label, mom, power in MAIN_OPTIMIZERS:
+        for _label, mom, power in MAIN_OPTIMIZERS:
             sweeps.append(batch_size_sweep(problem, batch_sizes=PAPER_BATCH_SIZES, powers=[power],
                                            momentum=mom, target=args.target))
             bar.update()
@@ -266,16 +266,16 @@ def _main_job(args) -> None:
     lines += [head, "-" * len(head)]
     for j, b in enumerate(PAPER_BATCH_SIZES):
         lines.append(f"{_fmt_b(b):>10}" + "".join(f" | {s.steps[0, j]:>17d}" for s in sweeps)
-                     + f" | {bound[j]:>11.4g}")
+                     + f" | {_fmt_steps(bound[j]):>11}")
     lines += ["", "Critical batch size B_crit = E_min / S_min (McCandlish et al. 2018):"]
-    for (lab, _, _), c in zip(MAIN_OPTIMIZERS, crits):
+    for (lab, _, _), c in zip(MAIN_OPTIMIZERS, crits, strict=True):
         lines.append(f"  {lab:>17}: B_crit = {c.value:10.1f}   (S_min = {c.s_min:.0f} steps, "
                      f"E_min = {c.e_min:.4g} examples)")
     data = {"problem": problem.name, "target": args.target,
             "batch_sizes": list(PAPER_BATCH_SIZES), "lower_bound": bound.tolist(),
             "optimizers": [{"name": lab, "steps": s.steps[0].tolist(), "lr": s.lr[0].tolist(),
                             "momentum": s.momentum[0].tolist(), "critical_batch": c.to_dict()}
-                           for (lab, _, _), s, c in zip(MAIN_OPTIMIZERS, sweeps, crits)]}
+                           for (lab, _, _), s, c in zip(MAIN_OPTIMIZERS, sweeps, crits, strict=True)]}
     _emit(args, data, "\n".join(lines))
 
 
@@ -306,7 +306,7 @@ def main(argv=None) -> int:
                            momentum=args.momentum, nesterov=args.nesterov, power=args.power,
                            ema=args.ema)
             text = "\n".join([f"{'steps':>12} | {'risk':>14}"]
-                             + [f"{int(t):>12} | {r:>14.8g}" for t, r in zip(c.steps, c.risk)]
+                             + [f"{int(t):>12} | {r:>14.8g}" for t, r in zip(c.steps, c.risk, strict=True)]
                              + [f"{'inf':>12} | {c.steady_state:>14.8g}"])
             _emit(args, c.to_dict(), text)
         elif args.command == "steps":
@@ -336,7 +336,7 @@ def main(argv=None) -> int:
                                     momentum=args.momentum, nesterov=args.nesterov,
                                     power=args.power, ema=args.ema, steps=at)
             text = "\n".join([repr(sched), f"{'steps':>12} | {'risk':>14}"]
-                             + [f"{int(t):>12} | {r:>14.8g}" for t, r in zip(c.steps, c.risk)])
+                             + [f"{int(t):>12} | {r:>14.8g}" for t, r in zip(c.steps, c.risk, strict=True)])
             _emit(args, c.to_dict(), text)
         elif args.command == "optimize-schedule":
             r = optimize_schedule(problem, batch_size=args.batch_size, n_pieces=args.pieces,
@@ -372,3 +372,4 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+

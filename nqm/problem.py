@@ -65,7 +65,7 @@ class NQM:
     # ------------------------------------------------------------------ constructors
     @classmethod
     def paper(cls, d: int = 10_000, *, bins: int | None = 100,
-              binning: str = "accurate") -> "NQM":
+              binning: str = "accurate") -> NQM:
         """The paper's default problem (section 3.6): h_i = 1/i, i = 1..d (condition number d),
         C = H, theta_0 ~ N(0, I); ``bins`` bins with the given binning (``bins=None`` or
         ``binning="none"``: unbinned)."""
@@ -76,7 +76,7 @@ class NQM:
 
     @classmethod
     def power_law(cls, d: int = 10_000, *, a: float = 1.0, q: float = 1.0, x0sq: float = 1.0,
-                  bins: int | None = 100, binning: str = "accurate") -> "NQM":
+                  bins: int | None = 100, binning: str = "accurate") -> NQM:
         """Power-law spectrum h_i = i^-a, noise c_i = h_i^q, E[theta_0^2] = x0sq (a = q = 1 is the
         paper's problem)."""
         d = _dimension(d)
@@ -89,7 +89,7 @@ class NQM:
 
     @classmethod
     def from_spectrum(cls, h, c=None, x0sq=1.0, *, bins: int | None = 100,
-                      binning: str = "accurate", name: str = "spectrum") -> "NQM":
+                      binning: str = "accurate", name: str = "spectrum") -> NQM:
         """An NQM from explicit per-dimension arrays (e.g. a measured Hessian spectrum).
 
         Args:

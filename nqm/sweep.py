@@ -69,7 +69,7 @@ class SweepResult:
             row = f"{_fmt_b(b):>12}"
             for i in range(self.powers.size):
                 row += f" | {self.steps[i, j]:>9d} {self.effective_lr[i, j]:>9.3g}"
-            row += f" | {self.lower_bound[j]:>10.4g}"
+            row += f" | {_fmt_steps(self.lower_bound[j]):>10}"
             lines.append(row)
         return "\n".join(lines)
 
@@ -88,6 +88,11 @@ class SweepResult:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict())
+
+
+def _fmt_steps(x: float) -> str:
+    """A real number of steps: whole steps when large, three significant digits when small."""
+    return f"{x:.0f}" if x >= 100 else f"{x:.3g}"
 
 
 def _fmt_b(b: float) -> str:

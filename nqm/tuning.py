@@ -15,6 +15,7 @@ The paper tuned on grids. Here (``nqm._kernels._tune_cell``):
 The integer landscape is slightly jagged where lightly damped bins oscillate (momentum at large B):
 the optimum found is a local one of that landscape, typically within 0.2 % of the best seen in
 exhaustive checks, and never worse than the notebook's grid (``benchmarks/bench_nqm_sweep.py``).
+A sweep (``tune_cells``) then offers each cell its neighbours' optimum (``_adopt_neighbours``).
 """
 
 from __future__ import annotations
@@ -131,8 +132,30 @@ def tune_cells(problem: NQM, batch_sizes, powers, momentum, nesterov: bool,
     wt = 0.5 * problem.counts * problem.h
     out = K._tune_cells(np.full(ncell, code, np.int64), np.full(ncell, tune),
                         np.full(ncell, y_fixed), Kc, NVc, problem.x0sq, wt,
-                        np.full(ncell, target))
-    return out.reshape(P.size, B.size, 8)
+                        np.full(ncell, target)).reshape(P.size, B.size, 8)
+    _adopt_neighbours(out, code, B, Kc.reshape(P.size, B.size, nb), NVc.reshape(P.size, B.size, nb),
+                      problem.x0sq, wt, target)
+    return out
+
+
+def _adopt_neighbours(out, code, B, Kc, NVc, x0sq, wt, target) -> None:
+    """Where the tuner stopped in a local optimum, try the optimum of the neighbouring batch sizes
+    (same power, so the same coordinates x, y), in place. At fixed hyperparameters the expected risk
+    only falls as B grows (the noise term scales with 1/B), so the smaller neighbour's optimum
+    reaches the target no later: after the ascending pass, tuned steps never increase with B."""
+    order = np.argsort(B, kind="stable")
+    for i in range(out.shape[0]):
+        for sweep in (order, order[::-1]):
+            for a, j in zip(sweep[:-1], sweep[1:], strict=True):
+                cur = out[i, j]
+                if out[i, a, 0] < 0:
+                    continue
+                n = K._steps_at(code, out[i, a, 5], out[i, a, 6], Kc[i, j], NVc[i, j], x0sq, wt,
+                                target, cur[0] if cur[0] > 0 else 1.0)
+                if 0.0 <= n < cur[0] or (cur[0] < 0 <= n):
+                    cur[0] = n
+                    cur[1:4] = out[i, a, 1:4]
+                    cur[5:7] = out[i, a, 5:7]
 
 
 def _result(problem, row, momentum_in, nesterov, power, batch_size, target, tuned, ema=None):

@@ -6,8 +6,8 @@ See ``nnbench.data.source`` for the interface and ``nnbench.data.registry`` for 
 from nnbench.data.augment import flip_and_crop, random_crop, random_flip
 from nnbench.data.cifar import cifar10, load_cifar_batch
 from nnbench.data.idx import read_idx
-from nnbench.data.linear_regression import LinearRegressionSource, linear_regression
 from nnbench.data.language import MarkovChain, markov_lm, random_markov_chain, text_lm
+from nnbench.data.linear_regression import LinearRegressionSource, linear_regression
 from nnbench.data.mnist import fashion_mnist, mnist
 from nnbench.data.registry import DATASETS, EMBEDDED_DATASETS, build_dataset, dataset_kwargs
 from nnbench.data.source import TASKS, DataSource, OnlineDataSource, TensorDataSource

@@ -108,7 +108,7 @@ class ParamSpec:
         """1-D vector -> dict name -> tensor (views of ``flat``; differentiable under torch.func)."""
         out: dict[str, Tensor] = {}
         offset = 0
-        for name, shape, numel in zip(self.names, self.shapes, self.numels):
+        for name, shape, numel in zip(self.names, self.shapes, self.numels, strict=True):
             out[name] = flat[offset : offset + numel].view(shape)
             offset += numel
         return out

@@ -1,16 +1,20 @@
 """Optimizers (SGD, momentum, Nesterov, Adam, Adam without momentum, K-FAC) and lr schedules."""
 
 from nnbench.optim.kfac import KFAC
-from nnbench.optim.registry import HPARAM_DEFAULTS
-from nnbench.optim.registry import OPTIMIZERS
-from nnbench.optim.registry import OptimizerSpec
-from nnbench.optim.registry import build_optimizer
-from nnbench.optim.registry import optimizer_hparams
-from nnbench.optim.schedules import SCHEDULES
-from nnbench.optim.schedules import ConstantSchedule
-from nnbench.optim.schedules import LinearDecaySchedule
-from nnbench.optim.schedules import build_schedule
-from nnbench.optim.schedules import schedule_hparams
+from nnbench.optim.registry import (
+    HPARAM_DEFAULTS,
+    OPTIMIZERS,
+    OptimizerSpec,
+    build_optimizer,
+    optimizer_hparams,
+)
+from nnbench.optim.schedules import (
+    SCHEDULES,
+    ConstantSchedule,
+    LinearDecaySchedule,
+    build_schedule,
+    schedule_hparams,
+)
 
 __all__ = [
     "HPARAM_DEFAULTS",

@@ -124,7 +124,7 @@ def test_park_gamma_averages_traces_over_seeded_initialisations():
     for s in (0, 1, 2):
         torch.manual_seed(s)
         traces.append(true_fisher_trace_categorical(model_fn(), x))
-    for got, want in zip(r.traces, traces):
+    for got, want in zip(r.traces, traces, strict=True):
         assert rel(got, want) < 1e-10
     p = 38
     assert r.num_params == p and r.seeds == (0, 1, 2) and r.kind == "true"

@@ -122,9 +122,9 @@ def test_lanczos_top_eigenvalues_match_eigvalsh(mlp_case, num_steps):
     r = hessian_eigenvalues(model, F.cross_entropy, x, y, k=3, num_steps=num_steps, return_eigenvectors=True)
     assert r.num_steps == (30 if num_steps is None else 38)
     assert r.converged
-    for got, want in zip(r.eigenvalues, exact.tolist()):
+    for got, want in zip(r.eigenvalues, exact.tolist(), strict=True):
         assert rel(got, want) < 1e-6
-    for lam, u in zip(r.eigenvalues, r.eigenvectors):
+    for lam, u in zip(r.eigenvalues, r.eigenvectors, strict=True):
         assert torch.linalg.norm(h @ u - lam * u) < 1e-6 * abs(lam)
     assert set(r.as_measurements()) == {f"eigenvalue_{i}" for i in (1, 2, 3)} | {f"residual_{i}" for i in (1, 2, 3)}
 
@@ -135,7 +135,7 @@ def test_lanczos_smallest_eigenvalues_match_eigvalsh(mlp_case):
     exact = torch.linalg.eigvalsh(h)[:2]
     assert exact[0] < 0  # the tiny MLP has negative curvature here
     r = hessian_eigenvalues(model, F.cross_entropy, x, y, k=2, which="smallest", num_steps=h.shape[0])
-    for got, want in zip(r.eigenvalues, exact.tolist()):
+    for got, want in zip(r.eigenvalues, exact.tolist(), strict=True):
         assert rel(got, want) < 1e-6
 
 
@@ -287,7 +287,7 @@ def test_cuda_results_match_cpu(mlp_case):
     xc, yc = x.cuda(), y.cuda()
     a = hessian_eigenvalues(model, F.cross_entropy, x, y, k=2)
     b = hessian_eigenvalues(cuda_model, F.cross_entropy, xc, yc, k=2)
-    assert all(rel(u, v) < 1e-9 for u, v in zip(b.eigenvalues, a.eigenvalues))
+    assert all(rel(u, v) < 1e-9 for u, v in zip(b.eigenvalues, a.eigenvalues, strict=True))
     ha = hutchinson_trace(model, F.cross_entropy, x, y, num_probes=16)
     hb = hutchinson_trace(cuda_model, F.cross_entropy, xc, yc, num_probes=16)
     assert rel(hb.trace, ha.trace) < 1e-9

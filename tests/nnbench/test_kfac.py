@@ -69,7 +69,7 @@ def exact_factors(model: nn.Sequential, x, y, loss_fn):
                 h = module(h)
         loss = loss_fn(h, y[n : n + 1])
         grads = torch.autograd.grad(loss, [outputs[i] for i in layers])
-        for i, g in zip(layers, grads):
+        for i, g in zip(layers, grads, strict=True):
             a, gr = _input_rows(model[i], inputs[i]), _output_rows(model[i], g)
             sums[i][0] = sums[i][0] + a.T @ a
             sums[i][1] = sums[i][1] + gr.T @ gr / gr.shape[0]
@@ -303,9 +303,9 @@ def test_other_parameters_get_plain_sgd_and_weight_decay_is_added_after_precondi
     for m, o in ((model, opt), (twin, opt_twin)):
         _train_step(m, o, x, y)
     norm = model[1]
-    for p, p0 in zip((norm.weight, norm.bias), before[2:4]):
+    for p, p0 in zip((norm.weight, norm.bias), before[2:4], strict=True):
         assert torch.allclose(p0 - p.detach(), lr * (p.grad + wd * p0), rtol=1e-12, atol=0)
-    for p, q, p0 in zip(model.parameters(), twin.parameters(), before):
+    for p, q, p0 in zip(model.parameters(), twin.parameters(), before, strict=True):
         assert torch.allclose(q.detach() - p.detach(), lr * wd * p0, rtol=1e-9, atol=1e-15)
 
 
@@ -323,7 +323,7 @@ def test_state_dict_round_trip_continues_identically():
     opt_twin.load_state_dict(torch.load(checkpoint))
     _train_step(model, opt, *batches[3])
     _train_step(twin, opt_twin, *batches[3])
-    for p, q in zip(model.parameters(), twin.parameters()):
+    for p, q in zip(model.parameters(), twin.parameters(), strict=True):
         assert torch.equal(p, q)
 
 
@@ -432,5 +432,5 @@ def test_cuda_update_matches_cpu():
     x, y = torch.randn(8, 3, dtype=DTYPE), torch.randint(0, 2, (8,))
     for m, xx, yy in ((model, x, y), (gpu_model, x.cuda(), y.cuda())):
         _train_step(m, KFAC(m, lr=0.1), xx, yy)
-    for p, q in zip(model.parameters(), gpu_model.parameters()):
+    for p, q in zip(model.parameters(), gpu_model.parameters(), strict=True):
         assert rel_err(q.cpu(), p) < 1e-8

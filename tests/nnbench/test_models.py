@@ -9,7 +9,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nnbench.models import MODELS, ChannelNormConv2d, GhostBatchNorm2d, NTKLinear, build_model, model_kwargs
+from nnbench.models import (
+    MODELS,
+    ChannelNormConv2d,
+    GhostBatchNorm2d,
+    NTKLinear,
+    build_model,
+    model_kwargs,
+)
 
 # (input_shape, num_outputs, kwargs) small enough for a CPU test; one entry per registered model.
 TINY = {

@@ -73,7 +73,7 @@ def test_claim6_same_shape_other_targets_critical_batch_grows_when_harder():
     targets = (0.05, 0.01, 0.005)
     crit = [nqm.critical_batch(p, target=t).value for t in targets]
     assert crit[0] < crit[1] < crit[2]
-    for t, bc in zip((0.05, 0.005), (crit[0], crit[2])):
+    for t, bc in zip((0.05, 0.005), (crit[0], crit[2]), strict=True):
         # same shape: perfect scaling well below this target's B_crit, saturation well above
         s = nqm.batch_size_sweep(p, batch_sizes=B, powers=[0.0], target=t)
         ratio = s.steps[0, 1:] / s.steps[0, :-1]

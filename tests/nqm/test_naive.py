@@ -163,7 +163,7 @@ def test_official_binning_rounds_every_eigenvalue_down_to_the_next_grid_value():
     for value in h:
         below = grid[grid <= value]
         expected[below.max()] = expected.get(below.max(), 0) + 1
-    assert dict(zip(h_bins.tolist(), counts.tolist())) == expected
+    assert dict(zip(h_bins.tolist(), counts.tolist(), strict=True)) == expected
 
 
 def test_official_binning_rejects_eigenvalues_below_h_min():
