@@ -3,36 +3,14 @@
 import sqlite3
 
 import pytest
-import torch
 
 import nnbench.trial
 from nnbench.search import Param, QuasiRandomSearch, SearchSpace
 from nnbench.store import Status, Store, TrialResult
 from nnbench.study import StudySpec, best_trial, format_table, run_sweep, summarize, summarize_store
-from nnbench.workloads import Workload
+from tests.nnbench.tiny import TINY
 
-# Online teacher data, a tiny FC net: below the critical batch size, steps to 85% validation accuracy
-# fall by ~2x per 4x batch (about 150 / 60 / 30 steps for B = 8 / 32 / 128).
-TINY = Workload(
-    name="tiny_teacher",
-    dataset="teacher",
-    dataset_kwargs={"input_dim": 8, "hidden": 16, "num_classes": 4, "seed": 0, "num_eval": 512},
-    model="fc",
-    model_kwargs={"depth": 1, "width": 32},
-    metric="accuracy",
-    target=0.85,
-    eval_every=10,
-    max_steps=600,
-)
 SPACE = {"sgd": SearchSpace((Param("lr", 0.03, 3.0, "log"),))}
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture

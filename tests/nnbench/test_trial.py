@@ -10,29 +10,10 @@ from torch import nn
 from nnbench.device import resolve_device
 from nnbench.store import Status
 from nnbench.trial import evaluate, make_loss, run, trial_seed
-from nnbench.workloads import Workload, build_workload_data
+from nnbench.workloads import build_workload_data
+from tests.nnbench.tiny import tiny_teacher
 
-# A tiny online teacher task: a trial takes well under a second on one CPU thread.
-TINY = Workload(
-    name="tiny_teacher",
-    dataset="teacher",
-    dataset_kwargs={"input_dim": 8, "hidden": 16, "num_classes": 4, "seed": 0, "num_eval": 512},
-    model="fc",
-    model_kwargs={"depth": 1, "width": 32},
-    metric="accuracy",
-    target=0.8,
-    eval_every=10,
-    max_steps=400,
-)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny models run far faster on one thread (and the CI machine has two shared cores).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+TINY = tiny_teacher(target=0.8, max_steps=400)
 
 
 @pytest.fixture(scope="module")
