@@ -92,11 +92,17 @@ class CriticalBatchResult:
 # ------------------------------------------------------------------------------ limits
 def s_min(problem: NQM | None = None, *, momentum=0.0, nesterov: bool = False,
           power: float = 0.0, target: float = 0.01) -> float:
-    """Tuned steps to target with noise-free gradients (B = inf), exact integer."""
+    """Tuned steps to target with noise-free gradients (B = inf), exact integer.
+
+    The B = inf cell is tuned together with a ladder of finite batch sizes 4^0 .. 4^20 whose optima
+    it is offered (``nqm.tuning._adopt_neighbours``): at fixed hyperparameters steps only fall as B
+    grows, so S_min is never above the tuned steps at a finite batch size of the ladder, even where
+    the tuner alone stops in a local optimum of the jagged few-step landscape (tuned momentum)."""
     problem = _check_problem(problem)
     mom = V.tunable("momentum", momentum, V.momentum)
-    row = tune_cells(problem, [math.inf], [V.power(power)], mom, bool(nesterov),
-                     V.target(target))[0, 0]
+    ladder = [4.0**e for e in range(21)] + [math.inf]
+    row = tune_cells(problem, ladder, [V.power(power)], mom, bool(nesterov),
+                     V.target(target))[0, -1]
     return float(row[0])
 
 
