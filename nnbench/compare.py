@@ -284,7 +284,7 @@ def _figure(result: CompareResult, path: Path) -> None:
     for ax in (ax_s, ax_lr):
         ax.set_xscale("log", base=2)
         ax.set_yscale("log", base=2)
-        ax.set_xlabel("batch size")
+        ax.set_xlabel("batch size (examples)")
         ax.grid(True, which="major", alpha=0.3)
     lo = min(p[1] for pts in result.points.values() for p in pts)
     ax_s.set_ylim(bottom=max(1.0, lo / 16))  # a prediction below one step means "saturated", no more
