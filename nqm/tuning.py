@@ -142,7 +142,9 @@ def _adopt_neighbours(out, code, B, Kc, NVc, x0sq, wt, target) -> None:
     """Where the tuner stopped in a local optimum, try the optimum of the neighbouring batch sizes
     (same power, so the same coordinates x, y), in place. At fixed hyperparameters the expected risk
     only falls as B grows (the noise term scales with 1/B), so the smaller neighbour's optimum
-    reaches the target no later: after the ascending pass, tuned steps never increase with B."""
+    reaches the target no later: after the ascending pass tuned steps never increase with B, and
+    the descending pass keeps that (a cell that takes its larger neighbour's optimum still needs at
+    least the neighbour's steps)."""
     order = np.argsort(B, kind="stable")
     for i in range(out.shape[0]):
         for sweep in (order, order[::-1]):
