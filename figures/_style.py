@@ -90,6 +90,24 @@ def log2_axis(ax, which: str = "x", *, every: int | None = None) -> None:
                            LogLocator(base=2.0, subs=(), numticks=2))
 
 
+def steps_vs_batch(ax, B, powers, solid, dashed, lower_bound, *, solid_label: str,
+                   dashed_label: str, target: float = 0.01, ncol: int = 1) -> None:
+    """Steps to target vs batch size, one colour per power: ``solid`` (rows per power, with
+    markers) against ``dashed``, and the lower bound d / (2 B target); base-2 log axes (Fig. 3a,
+    3b, EMA)."""
+    for i, p in enumerate(powers):
+        c = power_color(p)
+        ax.plot(B, solid[i], "-o", color=c, label=f"{power_label(p)}, {solid_label}")
+        ax.plot(B, dashed[i], "--", color=c, label=f"{power_label(p)}, {dashed_label}")
+    ax.plot(B, lower_bound, "k--", lw=1.2, label="lower bound d/(2 B target)")
+    ax.set_xlabel("batch size (examples)")
+    ax.set_ylabel(f"steps to target risk {target:g}")
+    ax.set_ylim(bottom=1.0)
+    log2_axis(ax, "x", every=2)
+    log2_axis(ax, "y")
+    ax.legend(ncol=ncol, fontsize=7, loc="lower left")
+
+
 def log10_axis(ax, which: str = "y") -> None:
     (ax.set_xscale if which == "x" else ax.set_yscale)("log")
 

@@ -22,18 +22,11 @@ def main(argv=None):
     with S.context():
         fig, axes = S.subplots(2, width=10.4, height=4.4)
         ax, ax_g = axes[0, 0], axes[0, 1]
+        S.steps_vs_batch(ax, B, sgd.powers, ema.steps, sgd.steps, sgd.lower_bound,
+                         solid_label="SGD + EMA", dashed_label="SGD")
         for i, p in enumerate(sgd.powers):
-            c = S.power_color(p)
-            ax.plot(B, ema.steps[i], "-o", color=c, label=f"{S.power_label(p)}, SGD + EMA")
-            ax.plot(B, sgd.steps[i], "--", color=c, label=f"{S.power_label(p)}, SGD")
-            ax_g.plot(B, 1.0 / (1.0 - ema.ema[i]), "-o", color=c, label=S.power_label(p))
-        ax.plot(B, sgd.lower_bound, "k--", lw=1.2, label="lower bound d/(2 B target)")
-        ax.set_xlabel("batch size (examples)")
-        ax.set_ylabel("steps to target risk 0.01")
-        ax.set_ylim(bottom=1.0)
-        S.log2_axis(ax, "x", every=2)
-        S.log2_axis(ax, "y")
-        ax.legend(fontsize=7, loc="lower left")
+            ax_g.plot(B, 1.0 / (1.0 - ema.ema[i]), "-o", color=S.power_color(p),
+                      label=S.power_label(p))
         ax.set_title("(a) steps to target: solid SGD + EMA (lr, γ tuned),\n"
                      "dashed SGD (lr tuned)")
         ax_g.set_xlabel("batch size (examples)")

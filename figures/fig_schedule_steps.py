@@ -20,17 +20,8 @@ def main(argv=None):
     with S.context():
         fig, ax = S.subplots(1, width=5.6, height=4.4)
         ax = ax[0, 0]
-        for i, p in enumerate(sw.powers):
-            c = S.power_color(p)
-            ax.plot(B, sw.steps[i], "-o", color=c, label=f"{S.power_label(p)}, optimized schedule")
-            ax.plot(B, sw.constant_steps[i], "--", color=c, label=f"{S.power_label(p)}, constant lr")
-        ax.plot(B, sw.lower_bound, "k--", lw=1.2, label="lower bound d/(2 B target)")
-        ax.set_xlabel("batch size (examples)")
-        ax.set_ylabel("steps to target risk 0.01")
-        ax.set_ylim(bottom=1.0)
-        S.log2_axis(ax, "x", every=2)
-        S.log2_axis(ax, "y")
-        ax.legend(ncol=1, fontsize=7, loc="lower left")
+        S.steps_vs_batch(ax, B, sw.powers, sw.steps, sw.constant_steps, sw.lower_bound,
+                         solid_label="optimized schedule", dashed_label="constant lr")
         ax.set_title("Fig. 3b: steps to target vs batch size, SGD with learning-rate schedules\n"
                      f"solid: optimized {N_PIECES}-piece schedule, dashed: best constant lr")
         S.note(fig, S.problem_note(D.paper_problem())

@@ -18,17 +18,8 @@ def main(argv=None):
     with S.context():
         fig, ax = S.subplots(1, width=5.6, height=4.4)
         ax = ax[0, 0]
-        for i, p in enumerate(sgd.powers):
-            c = S.power_color(p)
-            ax.plot(B, mom.steps[i], "-o", color=c, label=f"{S.power_label(p)}, momentum")
-            ax.plot(B, sgd.steps[i], "--", color=c, label=f"{S.power_label(p)}, SGD")
-        ax.plot(B, sgd.lower_bound, "k--", lw=1.2, label="lower bound d/(2 B target)")
-        ax.set_xlabel("batch size (examples)")
-        ax.set_ylabel("steps to target risk 0.01")
-        ax.set_ylim(bottom=1.0)
-        S.log2_axis(ax, "x", every=2)
-        S.log2_axis(ax, "y")
-        ax.legend(ncol=2, fontsize=7, loc="lower left")
+        S.steps_vs_batch(ax, B, sgd.powers, mom.steps, sgd.steps, sgd.lower_bound,
+                         solid_label="momentum", dashed_label="SGD", ncol=2)
         ax.set_title("Fig. 3a: steps to target vs batch size (constant lr, tuned)\n"
                      "solid: momentum (lr, β tuned), dashed: SGD (lr tuned)")
         S.note(fig, S.problem_note(D.paper_problem()))
