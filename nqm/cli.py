@@ -48,22 +48,30 @@ def _batch(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a batch size, got {text!r}") from None
 
 
-def _common(p: argparse.ArgumentParser) -> None:
+def _common(p: argparse.ArgumentParser, top: bool = False) -> None:
+    """Problem and output options, accepted before and after the subcommand. On subcommands the
+    defaults are suppressed: argparse would otherwise overwrite an option given before the
+    subcommand (``nqm --d 1000 sweep``) with the subcommand's default."""
+
+    def dflt(value):
+        return value if top else argparse.SUPPRESS
+
     g = p.add_argument_group("problem (default: the paper's)")
-    g.add_argument("--problem", choices=["paper", "power-law"], default="paper",
+    g.add_argument("--problem", choices=["paper", "power-law"], default=dflt("paper"),
                    help="paper: h_i = 1/i, C = H, theta_0 ~ N(0, I); power-law: h_i = i^-a, "
                         "c_i = h_i^q (default: paper)")
-    g.add_argument("--d", type=int, default=10_000, help="dimension (default 10000)")
-    g.add_argument("--a", type=float, default=1.0, help="power-law exponent of h (default 1)")
-    g.add_argument("--q", type=float, default=1.0, help="c_i = h_i^q (default 1, i.e. C = H)")
-    g.add_argument("--bins", type=int, default=100, help="number of bins (default 100)")
-    g.add_argument("--binning", choices=BINNINGS, default="accurate",
+    g.add_argument("--d", type=int, default=dflt(10_000), help="dimension (default 10000)")
+    g.add_argument("--a", type=float, default=dflt(1.0), help="power-law exponent of h (default 1)")
+    g.add_argument("--q", type=float, default=dflt(1.0), help="c_i = h_i^q (default 1, i.e. C = H)")
+    g.add_argument("--bins", type=int, default=dflt(100), help="number of bins (default 100)")
+    g.add_argument("--binning", choices=BINNINGS, default=dflt("accurate"),
                    help="accurate (mean curvature per log-spaced bin, default), official (the "
                         "authors' notebook, rounds curvatures down), none (unbinned, exact, slower)")
-    g.add_argument("--target", type=float, default=0.01, help="target risk (default 0.01)")
+    g.add_argument("--target", type=float, default=dflt(0.01), help="target risk (default 0.01)")
     o = p.add_argument_group("output")
-    o.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    o.add_argument("--quiet", action="store_true", help="no progress bar")
+    o.add_argument("--json", action="store_true", default=dflt(False),
+                   help="print JSON instead of a table")
+    o.add_argument("--quiet", action="store_true", default=dflt(False), help="no progress bar")
 
 
 def _optimizer_args(p: argparse.ArgumentParser, momentum_default="0", tunable=False) -> None:
@@ -143,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
                "python -m nqm schedule-risk --batch-size 64 --lr 1 --total-steps 20000 "
                "--decay-factor 0.01   |   python -m nqm tune --batch-size 16 --momentum 0 "
                "--ema tune")
-    _common(parser)
+    _common(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="command")
 
     p = sub.add_parser("risk", help="expected risk after t steps (a risk curve)")

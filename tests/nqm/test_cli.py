@@ -68,3 +68,14 @@ def test_module_help():
     out = subprocess.run([sys.executable, "-m", "nqm", "--help"], capture_output=True, text=True,
                          check=True).stdout
     assert "critical batch size" in out and "sweep" in out
+
+
+def test_problem_and_output_options_work_before_and_after_the_subcommand(capsys):
+    # argparse lets a subcommand's defaults overwrite options given before it: `nqm --d 1000
+    # --json lower-bound` once printed the d = 10^4 answer as a table
+    args = ["lower-bound", "--batch-size", "4"]
+    outputs = [_run(capsys, *argv)[1] for argv in (["--d", "1000", "--json", *args],
+                                                    [*args, "--d", "1000", "--json"])]
+    assert outputs[0] == outputs[1]
+    assert json.loads(outputs[0])["steps"] == 12500          # d / (2 B target) with d = 1000
+    assert json.loads(_run(capsys, "--json", *args)[1])["steps"] == 125000   # the default d
