@@ -11,6 +11,7 @@ from pathlib import Path
 
 from figures import FIGURES
 from figures._style import DEFAULT_DOCS, DEFAULT_OUT
+from nqm._pipe import quiet_on_broken_pipe
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -32,10 +33,11 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--list", action="store_true", help="list the figures and exit")
     ap.add_argument("--json", action="store_true",
                     help="print a JSON summary (name, seconds, files) instead of text")
-    ap.add_argument("--quiet", action="store_true", help="no progress bars")
+    ap.add_argument("--quiet", action="store_true", help="no progress bar (shown only on a terminal)")
     return ap
 
 
+@quiet_on_broken_pipe
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     if args.list:
@@ -49,7 +51,8 @@ def main(argv=None) -> int:
     from tqdm.auto import tqdm
 
     report, total0 = [], time.perf_counter()
-    bar = tqdm(names, desc="figures", disable=args.quiet or args.json, leave=False)
+    # disable=None: a bar only when stderr is a terminal
+    bar = tqdm(names, desc="figures", disable=True if args.quiet or args.json else None, leave=False)
     for name in bar:
         bar.set_postfix_str(name)
         module = importlib.import_module(f"figures.fig_{name}")

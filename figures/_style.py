@@ -153,7 +153,7 @@ def _save_small_png(fig, path: Path) -> None:
 
 
 def progress(iterable, *, quiet: bool, desc: str, total: int | None = None):
-    """tqdm progress bar (silenced by --quiet)."""
+    """tqdm progress bar on a terminal (none elsewhere, nor with --quiet)."""
     from tqdm.auto import tqdm
 
-    return tqdm(iterable, desc=desc, total=total, disable=quiet, leave=False)
+    return tqdm(iterable, desc=desc, total=total, disable=True if quiet else None, leave=False)

@@ -19,9 +19,22 @@ import dataclasses
 import json
 import sys
 
+from nqm._pipe import quiet_on_broken_pipe
+
 __all__ = ["main", "build_parser"]
 
 DEFAULT_STORE = "runs/nnbench.sqlite"
+
+
+def _positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1 (batch sizes, counts of trials and steps)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,9 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--optimizers", nargs="+", default=["sgd", "momentum"], metavar="NAME",
                     help="optimizers: sgd momentum nesterov adam adam_nomomentum kfac kfac_momentum "
                     "(default: sgd momentum)")
-    sw.add_argument("--batch-sizes", nargs="+", type=int, default=[16, 64, 256, 1024], metavar="B",
+    sw.add_argument("--batch-sizes", nargs="+", type=_positive_int, default=[16, 64, 256, 1024], metavar="B",
                     help="batch sizes (default: 16 64 256 1024)")
-    sw.add_argument("--trials", type=int, default=None,
+    sw.add_argument("--trials", type=_positive_int, default=None,
                     help="quasi-random trials per study (default 16; 8 with --quick)")
     sw.add_argument("--store", default=DEFAULT_STORE, help=f"SQLite file of results (default {DEFAULT_STORE})")
     sw.add_argument("--data-dir", default=None,
@@ -65,29 +78,35 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the workload's quick variant (smaller step budget / evaluation set) and 8 trials")
     sw.add_argument("--seed", type=int, default=0, help="seeds the searches and the trials (default 0)")
     sw.add_argument("--target", type=float, default=None, help="override the workload's target metric value")
-    sw.add_argument("--max-steps", type=int, default=None, help="override the workload's step budget per trial")
-    sw.add_argument("--eval-every", type=int, default=None, help="override the steps between evaluations")
-    sw.add_argument("--threads", type=int, default=None,
+    sw.add_argument("--max-steps", type=_positive_int, default=None, help="override the workload's step budget per trial")
+    sw.add_argument("--eval-every", type=_positive_int, default=None, help="override the steps between evaluations")
+    sw.add_argument("--threads", type=_positive_int, default=None,
                     help="torch CPU threads (default: the workload's choice, 1 for teacher_fc, else torch's "
                     "default); small models run fastest on 1, especially on a busy machine")
-    sw.add_argument("--quiet", action="store_true", help="no progress bars")
+    sw.add_argument("--quiet", action="store_true",
+                    help="no progress bars (shown only on a terminal; elsewhere a line per finished study)")
     sw.add_argument("--json", action="store_true", help="print the study summaries as JSON")
 
     st = sub.add_parser("status", help="summarise the studies in a store",
                         description="Per study: trials by status, steps to result (fewest steps over "
                         "COMPLETE trials), best hyperparameters, and '!name=low|high' when the best trial "
-                        "sits within 5%% of a search-space boundary (widen the space).")
+                        "sits within 5% of a search-space boundary (widen the space).")
     st.add_argument("--store", default=DEFAULT_STORE, help=f"SQLite file (default {DEFAULT_STORE})")
     st.add_argument("--workload", default=None, help="only this workload's studies")
     st.add_argument("--json", action="store_true", help="print JSON")
 
-    ex = sub.add_parser("export", help="write the trials (and measurements) of a store to CSV")
+    ex = sub.add_parser("export", help="write the trials (and measurements) of a store to CSV",
+                        description="Write every trial of a store to a CSV file, one row each (study, "
+                        "status, steps to result, hyperparameters as hp_<name> columns), and with "
+                        "--measurements every recorded (step, name, value) to another.")
     ex.add_argument("--store", default=DEFAULT_STORE, help=f"SQLite file (default {DEFAULT_STORE})")
     ex.add_argument("--out", required=True, help="CSV file for the trials (one row each)")
     ex.add_argument("--measurements", default=None, metavar="CSV",
                     help="also write every measurement (study, trial, step, name, value) to this CSV file")
 
-    wl = sub.add_parser("workloads", help="list the registered workloads")
+    wl = sub.add_parser("workloads", help="list the registered workloads",
+                        description="List the registered workloads: metric, target, step budget, "
+                        "whether they need --data-dir, and what they train.")
     wl.add_argument("--json", action="store_true", help="print JSON")
 
     cp = sub.add_parser(
@@ -130,8 +149,6 @@ def _sweep(args) -> int:
     if threads is None and resolve_device(args.device).type == "cpu":
         threads = workload.cpu_threads
     if threads is not None:
-        if threads < 1:
-            raise ValueError(f"--threads must be a positive integer, got {threads}")
         torch.set_num_threads(threads)  # process-wide; this process is ours
     if args.quick:
         workload = workload.quick()
@@ -141,7 +158,8 @@ def _sweep(args) -> int:
         workload = workload.replace(**overrides)
     trials = args.trials if args.trials is not None else (8 if args.quick else 16)
     summaries = run_sweep(workload, args.optimizers, args.batch_sizes, trials, args.store,
-                          device=args.device, progress=not args.quiet, seed=args.seed, data_dir=args.data_dir)
+                          device=args.device, progress=False if args.quiet else None, seed=args.seed,
+                          data_dir=args.data_dir)
     if args.json:
         print(json.dumps([_summary_dict(s) for s in summaries], indent=2))
     else:
@@ -203,6 +221,7 @@ def _compare(args) -> int:
     return 0
 
 
+@quiet_on_broken_pipe
 def main(argv=None) -> int:
     """Entry point of ``python -m nnbench`` and the ``nnbench`` script; returns the exit status."""
     parser = build_parser()

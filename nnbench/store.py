@@ -12,6 +12,10 @@ keeps every finished trial and a re-run skips them. A study is identified by its
 canonical JSON of everything that changes its results, without the number of trials): the same
 definition reopens the same study, which is what makes resuming and extending work.
 
+One writer per study: a sweep holds a *lease* on each of its studies while it runs
+(:func:`study_leases`), so a second sweep on the same study is refused at once instead of
+failing on the first trial index both wrote.
+
 This module needs no torch: ``status`` and ``export`` read results on any machine.
 """
 
@@ -22,8 +26,10 @@ import hashlib
 import json
 import math
 import os
+import socket
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -35,7 +41,9 @@ __all__ = [
     "TrialResult",
     "StudyRecord",
     "Store",
+    "StudyBusy",
     "study_key",
+    "study_leases",
     "SCHEMA_VERSION",
 ]
 
@@ -278,6 +286,11 @@ class Store:
                 self._db.execute("UPDATE studies SET max_trials = ? WHERE id = ?", (max_trials, row[0]))
         return self.study(key)
 
+    def find_study(self, definition: Mapping) -> StudyRecord | None:
+        """The stored study with this definition, or None (nothing is written)."""
+        found = self._select_studies("WHERE key = ?", (study_key(definition),))
+        return found[0] if found else None
+
     def study(self, id_or_key: int | str) -> StudyRecord:
         """One study by id or key (ValueError if absent)."""
         column = "id" if isinstance(id_or_key, int) else "key"
@@ -454,3 +467,75 @@ class _Transaction:
             self._db.execute("ROLLBACK")
         return False
 
+
+
+# -- leases ------------------------------------------------------------------------------------
+class StudyBusy(ValueError):
+    """Another process holds the lease of a study: a second sweep would write the same trials."""
+
+
+def _study_label(definition: Mapping) -> str:
+    return f"{definition['workload']}/{definition['optimizer']}/B={definition['batch_size']}"
+
+
+@contextmanager
+def study_leases(path: str | os.PathLike, definitions: Iterable[Mapping]) -> Iterator[None]:
+    """Hold an exclusive lease on each study (by definition) of the store at ``path`` for the
+    duration of the ``with`` block; raise :class:`StudyBusy` at once, naming the study and its
+    holder (pid, host, since when), if another process holds one.
+
+    A lease is an advisory ``flock`` on ``<path>.leases/<study key>.lock``, a file that records its
+    holder. The operating system drops the lock when the holder exits or is killed, so a dead sweep
+    never blocks the next one; the files are removed on release. Without ``fcntl`` (Windows) no
+    lease is taken.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    folder = Path(f"{Path(path)}.leases")
+    held: list[tuple[Path, int]] = []
+    try:
+        for definition in definitions:
+            held.append(_acquire(fcntl, folder, definition, path))
+        yield
+    finally:
+        for file, fd in reversed(held):
+            file.unlink(missing_ok=True)  # while still locked: a waiting opener then retries
+            os.close(fd)
+        try:
+            folder.rmdir()
+        except OSError:  # other sweeps' leases are in it, or it is gone
+            pass
+
+
+def _acquire(fcntl, folder: Path, definition: Mapping, store_path) -> tuple[Path, int]:
+    file = folder / f"{study_key(definition)}.lock"
+    while True:
+        try:
+            fd = os.open(file, os.O_RDWR | os.O_CREAT, 0o644)
+        except FileNotFoundError:  # the folder is new, or another sweep just removed it
+            folder.mkdir(parents=True, exist_ok=True)
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "holder unknown"
+            os.close(fd)
+            raise StudyBusy(
+                f"study {_study_label(definition)} in store {str(store_path)!r} is being written by "
+                f"another sweep ({holder}); wait for it to finish or stop it"
+            ) from None
+        # The holder we waited on may have removed the file between our open and our lock: the
+        # lock must be on the file that is at the path now.
+        try:
+            current = os.stat(file).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            current = False
+        if current:
+            break
+        os.close(fd)
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"pid {os.getpid()} on host {socket.gethostname()} since {_now()}".encode(), 0)
+    return file, fd

@@ -15,11 +15,12 @@ flagged, since the optimum may then lie outside the space (Zhang et al. section 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from nnbench.search import QuasiRandomSearch, SearchSpace, edge_report
-from nnbench.store import Status, Store, StudyRecord, TrialResult
+from nnbench.store import Status, Store, StudyRecord, TrialResult, study_leases
 from nnbench.workloads import Workload
 
 __all__ = [
@@ -222,7 +223,7 @@ def run_sweep(
     *,
     device="auto",
     quick: bool = False,
-    progress: bool = True,
+    progress: bool | None = None,
     seed: int = 0,
     data_dir: str | None = None,
     search_spaces: Mapping[str, SearchSpace] | None = None,
@@ -239,7 +240,9 @@ def run_sweep(
         store_path: the SQLite file (created if missing).
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ``"cuda:N"``.
         quick: use the workload's ``--quick`` variant.
-        progress: tqdm bars (one over the sweep's trials, one over each trial's steps).
+        progress: True: tqdm bars (one over the sweep's trials, one over each trial's steps); False:
+            nothing; None (default): bars when stderr is a terminal, else one line per finished
+            study on stderr.
         seed: seeds the searches and trials of every study.
         data_dir: local data of real data sets.
         search_spaces: per optimizer, a search space replacing the workload's default.
@@ -247,6 +250,10 @@ def run_sweep(
 
     Returns:
         One :class:`StudySummary` per (optimizer, batch size), in the order given.
+
+    Raises:
+        StudyBusy (a ValueError): another process is running one of these studies (see
+            ``nnbench.store.study_leases``); nothing is run.
     """
     from tqdm.auto import tqdm
 
@@ -286,21 +293,44 @@ def run_sweep(
         for b in batch_sizes
     ]
     dev = resolve_device(device)
-    with Store(store_path) as store:
-        # Count the missing trials first, so the bar's total is right on a resumed sweep.
-        missing = 0
-        for spec in specs:
-            record = store.ensure_study(spec.definition(), spec.max_trials)
-            missing += len(set(range(spec.max_trials)) - store.finished_indices(record.id))
+    bars = sys.stderr.isatty() if progress is None else bool(progress)
+    with study_leases(store_path, [spec.definition() for spec in specs]):
+        missing = _missing_trials(store_path, specs)
+        # The data before any study is stored: a data set that fails to load leaves no empty studies.
         data = build_workload_data(workload, device=dev, data_dir=data_dir) if missing else None
         summaries = []
-        with tqdm(total=missing, desc=f"{workload.name} trials", unit="trial", disable=not progress) as bar:
+        with Store(store_path) as store, tqdm(total=missing, desc=f"{workload.name} trials", unit="trial",
+                                               disable=not bars) as bar:
             for spec in specs:
                 summaries.append(
-                    run_study(spec, store, data=data, device=dev, bar=bar, progress=progress,
+                    run_study(spec, store, data=data, device=dev, bar=bar, progress=bars,
                               instruments=instruments, instrument_every=instrument_every)
                 )
+                if progress is None and not bars:
+                    print(_study_line(summaries[-1]), file=sys.stderr, flush=True)
     return summaries
+
+
+def _missing_trials(store_path, specs: Sequence[StudySpec]) -> int:
+    """Trials of ``specs`` not yet in the store (read only: the store is not created)."""
+    if not os.path.exists(store_path):
+        return sum(spec.max_trials for spec in specs)
+    missing = 0
+    with Store(store_path, create=False) as store:
+        for spec in specs:
+            record = store.find_study(spec.definition())
+            done = set() if record is None else store.finished_indices(record.id)
+            missing += len(set(range(spec.max_trials)) - done)
+    return missing
+
+
+def _study_line(s: StudySummary) -> str:
+    """One line on a finished study, for logs (no progress bar off a terminal)."""
+    c = s.counts
+    steps = "-" if s.steps_to_result is None else s.steps_to_result
+    return (f"{s.workload} {s.optimizer} B={s.batch_size}: {s.trials_done} of {s.max_trials} trials "
+            f"(C/I/X {c.get('COMPLETE', 0)}/{c.get('INCOMPLETE', 0)}/{c.get('INFEASIBLE', 0)}), "
+            f"steps to result {steps}")
 
 
 def _fmt(v: float) -> str:

@@ -11,12 +11,15 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 
 from nqm import _validate as V
 from nqm import schedules
+from nqm._pipe import quiet_on_broken_pipe
 from nqm.bounds import lower_bound_steps
 from nqm.critical import DEFINITIONS, critical_batch
+from nqm.optimizers import stability_limit
 from nqm.problem import BINNINGS, NQM
 from nqm.risk import risk_curve
 from nqm.schedule_opt import FIG3B_BATCH_SIZES, optimize_schedule, schedule_sweep
@@ -40,12 +43,53 @@ def _tunable(text: str):
 
 
 def _batch(text: str) -> float:
-    if text in ("inf", "infinity"):
-        return math.inf
     try:
-        return float(text)
+        b = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a batch size, got {text!r}") from None
+        b = math.nan
+    if not b >= 1:
+        raise argparse.ArgumentTypeError(f"expected a batch size >= 1 (or inf), got {text!r}")
+    return b
+
+
+def _int_at_least(low: int):
+    """An argparse type: an integer >= ``low`` (counts of steps, pieces, bins)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {text!r}")
+        return value
+
+    return parse
+
+
+# API argument names that the CLI sets through a flag of another name (see _flagged).
+_FLAG_OF_ARGUMENT = {"n_pieces": "pieces", "warmup_steps": "warmup", "steps": "total_steps"}
+
+
+def _flags(parser: argparse.ArgumentParser) -> dict[str, str]:
+    """API argument name -> the flag of ``parser`` that sets it (``batch_size`` -> ``--batch-size``)."""
+    flags = {a.dest: a.option_strings[0] for a in parser._actions
+             if a.option_strings and a.option_strings[0].startswith("--")}
+    for name, dest in _FLAG_OF_ARGUMENT.items():
+        if name not in flags and dest in flags:
+            flags[name] = flags[dest]
+    return flags
+
+
+def _flagged(message: str, flags: dict[str, str]) -> str:
+    """An error of the Python API in the words of the command line: the argument a message starts
+    with (``decay_factor must be ...``) and every ``name=value`` become the flag the user typed."""
+
+    def flag(m: re.Match) -> str:
+        name = m.group(1) or m.group(2)
+        return flags.get(name, name)
+
+    return re.sub(r"^([a-z]\w*)\b|\b([a-z]\w*)(?==)", flag, message)
 
 
 def _common(p: argparse.ArgumentParser, top: bool = False) -> None:
@@ -60,10 +104,10 @@ def _common(p: argparse.ArgumentParser, top: bool = False) -> None:
     g.add_argument("--problem", choices=["paper", "power-law"], default=dflt("paper"),
                    help="paper: h_i = 1/i, C = H, theta_0 ~ N(0, I); power-law: h_i = i^-a, "
                         "c_i = h_i^q (default: paper)")
-    g.add_argument("--d", type=int, default=dflt(10_000), help="dimension (default 10000)")
+    g.add_argument("--d", type=_int_at_least(1), default=dflt(10_000), help="dimension (default 10000)")
     g.add_argument("--a", type=float, default=dflt(1.0), help="power-law exponent of h (default 1)")
     g.add_argument("--q", type=float, default=dflt(1.0), help="c_i = h_i^q (default 1, i.e. C = H)")
-    g.add_argument("--bins", type=int, default=dflt(100), help="number of bins (default 100)")
+    g.add_argument("--bins", type=_int_at_least(1), default=dflt(100), help="number of bins (default 100)")
     g.add_argument("--binning", choices=BINNINGS, default=dflt("accurate"),
                    help="accurate (mean curvature per log-spaced bin, default), official (the "
                         "authors' notebook, rounds curvatures down), none (unbinned, exact, slower)")
@@ -99,11 +143,12 @@ def _schedule_args(p: argparse.ArgumentParser) -> None:
                         "decay-steps, default); step (x factor at each of --boundaries); "
                         "exponential (lr * decay-rate^(t / decay-steps)); cosine (to lr * final-fraction)")
     g.add_argument("--lr", type=float, required=True, help="initial learning rate")
-    g.add_argument("--total-steps", type=int, required=True, help="length T of the schedule")
-    g.add_argument("--decay-steps", type=int, help="steps of the decay (default: T)")
+    g.add_argument("--total-steps", type=_int_at_least(1), required=True,
+                   help="length T of the schedule")
+    g.add_argument("--decay-steps", type=_int_at_least(1), help="steps of the decay (default: T)")
     g.add_argument("--decay-factor", type=float, default=0.01,
                    help="linear: final rate / lr (default 0.01)")
-    g.add_argument("--boundaries", type=int, nargs="+", default=[],
+    g.add_argument("--boundaries", type=_int_at_least(1), nargs="+", default=[],
                    help="step: steps at which the rate is multiplied by --factor")
     g.add_argument("--factor", type=float, default=0.1, help="step: factor (default 0.1)")
     g.add_argument("--decay-rate", type=float, default=0.1,
@@ -111,9 +156,9 @@ def _schedule_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--staircase", action="store_true", help="exponential: integer t / decay-steps")
     g.add_argument("--final-fraction", type=float, default=0.0,
                    help="cosine: final rate / lr (default 0)")
-    g.add_argument("--warmup", type=int, default=0,
+    g.add_argument("--warmup", type=_int_at_least(0), default=0,
                    help="linear warmup steps before the schedule (default 0)")
-    g.add_argument("--at", type=int, nargs="+",
+    g.add_argument("--at", type=_int_at_least(0), nargs="+",
                    help="also print the risk after these step counts (default: T only)")
 
 
@@ -152,38 +197,51 @@ def build_parser() -> argparse.ArgumentParser:
                "--decay-factor 0.01   |   python -m nqm tune --batch-size 16 --momentum 0 "
                "--ema tune")
     _common(parser, top=True)
+    parser.set_defaults(command_parser=parser)
     sub = parser.add_subparsers(dest="command", metavar="command")
 
-    p = sub.add_parser("risk", help="expected risk after t steps (a risk curve)")
+    p = _command(sub, "risk", "expected risk after t steps (a risk curve)",
+                 "The exact expected risk after each of --steps updates with constant "
+                 "hyperparameters (closed form; paper eq. 4 for SGD), and its steady state.")
     _common(p)
     p.add_argument("--lr", type=float, required=True, help="learning rate")
     p.add_argument("--batch-size", type=_batch, required=True, help="batch size B (or inf)")
-    p.add_argument("--steps", type=int, nargs="+", default=[0, 10, 100, 1000, 10000],
+    p.add_argument("--steps", type=_int_at_least(0), nargs="+", default=[0, 10, 100, 1000, 10000],
                    help="step counts to evaluate (default 0 10 100 1000 10000)")
     _optimizer_args(p)
     _ema_arg(p)
 
-    p = sub.add_parser("steps", help="exact steps to target for given hyperparameters")
+    p = _command(sub, "steps", "exact steps to target for given hyperparameters",
+                 "The exact number of steps until the expected risk first reaches --target, at "
+                 "fixed lr, batch size, momentum, preconditioner power (and EMA decay).")
     _common(p)
     p.add_argument("--lr", type=float, required=True, help="learning rate")
     p.add_argument("--batch-size", type=_batch, required=True, help="batch size B (or inf)")
     _optimizer_args(p)
     _ema_arg(p)
 
-    p = sub.add_parser("optimal-lr", help="the learning rate minimising steps (momentum fixed)")
+    p = _command(sub, "optimal-lr", "the learning rate minimising steps (momentum fixed)",
+                 "The constant learning rate that minimises the exact steps to --target at one "
+                 "batch size, momentum and power held fixed (paper section 3.6.1).")
     _common(p)
     p.add_argument("--batch-size", type=_batch, required=True, help="batch size B (or inf)")
     _optimizer_args(p)
     _ema_arg(p)
 
-    p = sub.add_parser("tune", help="optimal lr and momentum (and power with --power tune; "
-                                    "lr and EMA decay with --momentum 0 --ema tune)")
+    p = _command(sub, "tune", "optimal lr and momentum (and power with --power tune; "
+                              "lr and EMA decay with --momentum 0 --ema tune)",
+                 "Jointly optimal learning rate and momentum at one batch size (paper section "
+                 "3.6.1, Fig. 12); --power tune also tunes the preconditioner power, --momentum 0 "
+                 "--ema tune tunes the decay of an average of the iterates instead of momentum.")
     _common(p)
     p.add_argument("--batch-size", type=_batch, required=True, help="batch size B (or inf)")
     _optimizer_args(p, momentum_default=V.TUNE, tunable=True)
     _ema_arg(p, tunable=True)
 
-    p = sub.add_parser("sweep", help="tuned steps for many batch sizes and powers (paper Fig. 3a)")
+    p = _command(sub, "sweep", "tuned steps for many batch sizes and powers (paper Fig. 3a)",
+                 "Steps to --target against batch size, every cell with its optimal constant "
+                 "learning rate (and momentum with --momentum tune), for each preconditioner "
+                 "power, with the information-theoretic lower bound (paper Fig. 3a).")
     _common(p)
     p.add_argument("--batch-sizes", type=_batch, nargs="+", default=list(PAPER_BATCH_SIZES),
                    help="batch sizes (default 2^0 .. 2^21)")
@@ -194,38 +252,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nesterov", action="store_true", help="Nesterov instead of heavy ball")
     _ema_arg(p, tunable=True)
 
-    p = sub.add_parser("schedule-risk", help="exact risk of a learning-rate schedule (linear "
-                                             "decay, step, exponential, cosine, warmup)")
+    p = _command(sub, "schedule-risk", "exact risk of a learning-rate schedule (linear "
+                                       "decay, step, exponential, cosine, warmup)",
+                 "The exact expected risk after a learning-rate schedule of --total-steps steps "
+                 "(and after each of --at); warns when the rate of some steps is above the "
+                 "stability limit.")
     _common(p)
     p.add_argument("--batch-size", type=_batch, required=True, help="batch size B (or inf)")
     _schedule_args(p)
     _optimizer_args(p)
     _ema_arg(p)
 
-    p = sub.add_parser("optimize-schedule",
-                       help="fewest steps with an optimized piecewise-constant schedule "
-                            "(paper section 3.6.2, Fig. 3c)")
+    p = _command(sub, "optimize-schedule", "fewest steps with an optimized piecewise-constant "
+                                           "schedule (paper section 3.6.2, Fig. 3c)",
+                 "The fewest steps to --target with a learning-rate schedule of --pieces "
+                 "equal-length constant pieces, each rate optimised (paper section 3.6.2), beside "
+                 "the best constant rate.")
     _common(p)
-    p.add_argument("--batch-size", type=float, required=True, help="batch size B")
-    p.add_argument("--pieces", type=int, default=50, help="number of pieces K (default 50)")
+    p.add_argument("--batch-size", type=_batch, required=True, help="batch size B")
+    p.add_argument("--pieces", type=_int_at_least(1), default=50, help="number of pieces K (default 50)")
     _optimizer_args(p)
     _ema_arg(p)
 
-    p = sub.add_parser("schedule-sweep",
-                       help="optimized-schedule steps for many batch sizes and powers (Fig. 3b, "
-                            "final rate vs B: Fig. 13)")
+    p = _command(sub, "schedule-sweep", "optimized-schedule steps for many batch sizes and "
+                                        "powers (Fig. 3b, final rate vs B: Fig. 13)",
+                 "optimize-schedule for every batch size and preconditioner power (paper Fig. 3b; "
+                 "the final rate against batch size is Fig. 13).")
     _common(p)
-    p.add_argument("--batch-sizes", type=float, nargs="+", default=list(FIG3B_BATCH_SIZES),
+    p.add_argument("--batch-sizes", type=_batch, nargs="+", default=list(FIG3B_BATCH_SIZES),
                    help="batch sizes (default 2^2, 2^4, .., 2^20)")
     p.add_argument("--powers", type=float, nargs="+", default=list(PAPER_POWERS),
                    help="preconditioner powers (default 0 0.25 0.5 0.75)")
-    p.add_argument("--pieces", type=int, default=10, help="number of pieces K (default 10)")
+    p.add_argument("--pieces", type=_int_at_least(1), default=10, help="number of pieces K (default 10)")
     p.add_argument("--momentum", type=float, default=0.0, help="fixed momentum (default 0)")
     p.add_argument("--nesterov", action="store_true", help="Nesterov instead of heavy ball")
     _ema_arg(p)
 
-    p = sub.add_parser("critical-batch", help="critical batch size (exact limits, or fitted to "
-                                              "measured points with --points)")
+    p = _command(sub, "critical-batch", "critical batch size (exact limits, or fitted to "
+                                        "measured points with --points)",
+                 "The critical batch size of the model, from the exact limits S_min (B -> inf) "
+                 "and E_min (B -> 0) or by --definition; with --points, fitted to measured "
+                 "(batch size, steps) pairs (McCandlish et al. 2018).")
     _common(p)
     _optimizer_args(p, tunable=True)
     p.add_argument("--definition", choices=DEFINITIONS, default="mccandlish",
@@ -236,10 +303,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--points", nargs="+", metavar="B:STEPS",
                    help="measured batch size:steps pairs to fit S = S_min + E_min / B instead")
 
-    p = sub.add_parser("lower-bound", help="information-theoretic bound d / (2 B target)")
+    p = _command(sub, "lower-bound", "information-theoretic bound d / (2 B target)",
+                 "The information-theoretic lower bound on the steps to --target at batch size B "
+                 "(paper section 3.5): d / (2 B target), d = sum c_i / h_i the effective "
+                 "dimension.")
     _common(p)
-    p.add_argument("--batch-size", type=float, required=True, help="batch size B")
+    p.add_argument("--batch-size", type=_batch, required=True, help="batch size B")
     return parser
+
+
+def _command(sub, name: str, summary: str, description: str) -> argparse.ArgumentParser:
+    """A subcommand: ``summary`` in the list of commands, ``description`` atop its --help."""
+    p = sub.add_parser(name, help=summary, description=description)
+    p.set_defaults(command_parser=p)      # errors name the flags of this subcommand
+    return p
 
 
 def _problem(args) -> NQM:
@@ -258,7 +335,7 @@ def _main_job(args) -> None:
 
     problem = _problem(args)
     sweeps, crits = [], []
-    with tqdm(total=2 * len(MAIN_OPTIMIZERS), disable=args.quiet or args.json,
+    with tqdm(total=2 * len(MAIN_OPTIMIZERS), disable=not _bars(args),
               desc="nqm", file=sys.stderr) as bar:
         for _label, mom, power in MAIN_OPTIMIZERS:
             sweeps.append(batch_size_sweep(problem, batch_sizes=PAPER_BATCH_SIZES, powers=[power],
@@ -288,9 +365,31 @@ def _main_job(args) -> None:
 
 
 def _fmt_result(obj) -> str:
-    return "\n".join(f"{k:>16}: {v}" for k, v in obj.to_dict().items())
+    d = obj.to_dict()
+    width = max(16, *map(len, d))
+    return "\n".join(f"{k:>{width}}: {v}" for k, v in d.items())
 
 
+def _bars(args) -> bool:
+    """Progress bars only for a person watching: stderr a terminal, neither --quiet nor --json."""
+    return not (args.quiet or args.json) and sys.stderr.isatty()
+
+
+def _warn_unstable(args, problem: NQM, sched) -> None:
+    """A schedule whose rate exceeds the stability limit in some steps: the risk grows there
+    (possibly to a huge finite number), which the printed risk alone does not say."""
+    lr_max = stability_limit(problem, momentum=args.momentum, nesterov=args.nesterov,
+                             power=args.power)
+    over = sched.lr >= lr_max
+    if over.any():
+        print(f"{args.command_parser.prog}: warning: the learning rate (up to "
+              f"{sched.lr.max():.4g}) is at or above the stability limit {lr_max:.4g} "
+              f"(momentum {args.momentum:g}, power {args.power:g}) in "
+              f"{int(sched.lengths[over].sum())} of {sched.steps} steps: the risk grows there",
+              file=sys.stderr)
+
+
+@quiet_on_broken_pipe
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -339,6 +438,7 @@ def main(argv=None) -> int:
             _emit(args, s.to_dict(), s.table())
         elif args.command == "schedule-risk":
             sched = _make_schedule(args)
+            _warn_unstable(args, problem, sched)
             at = sorted(set(args.at or []) | {sched.steps})
             c = schedule_risk_curve(problem, sched, batch_size=args.batch_size,
                                     momentum=args.momentum, nesterov=args.nesterov,
@@ -363,7 +463,7 @@ def main(argv=None) -> int:
             s = schedule_sweep(problem, batch_sizes=args.batch_sizes, powers=args.powers,
                                n_pieces=args.pieces, momentum=args.momentum,
                                nesterov=args.nesterov, ema=args.ema, target=args.target,
-                               progress=not (args.quiet or args.json))
+                               progress=_bars(args))
             _emit(args, s.to_dict(), s.table())
         elif args.command == "critical-batch":
             r = critical_batch(problem, momentum=args.momentum, nesterov=args.nesterov,
@@ -374,7 +474,8 @@ def main(argv=None) -> int:
             r = lower_bound_steps(problem, batch_size=args.batch_size, target=args.target)
             _emit(args, r.to_dict(), _fmt_result(r))
     except ValueError as err:
-        parser.exit(2, f"python -m nqm: error: {err}\n")
+        cmd = args.command_parser
+        cmd.exit(2, f"{cmd.prog}: error: {_flagged(str(err), _flags(cmd))}\n")
     return 0
 
 

@@ -1,5 +1,6 @@
 """nnbench.cli: sweep / status / export / workloads, JSON output, clear errors."""
 
+import argparse
 import csv
 import json
 import subprocess
@@ -8,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from nnbench.cli import main
+from nnbench.cli import build_parser, main
 
 
 @pytest.fixture(autouse=True)
@@ -69,9 +70,7 @@ def test_workloads_listing(capsys):
         (["status", "--store", "{tmp}/missing.sqlite"], "no such file"),
         (["export", "--store", "{tmp}/missing.sqlite", "--out", "{tmp}/x.csv"], "no such file"),
         (SWEEP[:5] + ["nadam"] + SWEEP[7:] + ["--store", "{tmp}/s.sqlite"], "unknown optimizer"),
-        (SWEEP + ["--store", "{tmp}/s.sqlite", "--threads", "0"], "--threads"),
         (["sweep", "--workload", "mnist_simple_cnn", "--store", "{tmp}/s.sqlite", "--quiet"], "data-dir"),
-        (SWEEP + ["--store", "{tmp}/s.sqlite", "--batch-sizes", "0"], "batch_sizes"),
     ],
 )
 def test_errors_are_one_line(tmp_path, capsys, argv, match):
@@ -79,6 +78,31 @@ def test_errors_are_one_line(tmp_path, capsys, argv, match):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert match in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("flag", ["--threads", "--batch-sizes", "--trials", "--max-steps", "--eval-every"])
+def test_counts_must_be_positive_and_errors_name_the_flag(capsys, flag):
+    with pytest.raises(SystemExit) as e:
+        main(SWEEP + [flag, "0"])
+    assert e.value.code == 2
+    assert f"argument {flag}: expected a positive integer, got '0'" in capsys.readouterr().err
+
+
+def test_failed_data_load_leaves_no_study(tmp_path, capsys):
+    store = str(tmp_path / "s.sqlite")
+    argv = ["sweep", "--workload", "mnist_simple_cnn", "--data-dir", str(tmp_path / "none"), "--store", store]
+    assert main(argv) == 2
+    assert "not found" in capsys.readouterr().err
+    assert main(["status", "--store", store]) == 2
+    assert "no such file" in capsys.readouterr().err
+
+
+def test_every_subcommand_has_a_description():
+    parser = build_parser()
+    subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, p in subs.choices.items():
+        assert p.description and len(p.description) > 40, name
+        assert "%%" not in p.format_help(), name
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")

@@ -1,12 +1,26 @@
 """nnbench.store: the SQLite file of studies, trials and measurements."""
 
 import csv
+import json
 import math
+import os
+import signal
 import sqlite3
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
-from nnbench.store import Measurement, Status, Store, TrialResult, study_key
+from nnbench.store import (
+    Measurement,
+    Status,
+    Store,
+    StudyBusy,
+    TrialResult,
+    study_key,
+    study_leases,
+)
 
 
 def _definition(**over):
@@ -173,3 +187,53 @@ def test_bad_definitions(tmp_path):
             store.ensure_study(_definition(target=float("nan")), max_trials=1)
         with pytest.raises(ValueError, match="no study"):
             store.study(99)
+
+
+# Holds the leases of the definitions in argv[2] (JSON) on the store argv[1] until killed.
+_HOLDER = """
+import json, sys, time
+from nnbench.store import study_leases
+with study_leases(sys.argv[1], json.loads(sys.argv[2])):
+    print("held", flush=True)
+    time.sleep(600)
+"""
+
+
+def hold_leases(store, definitions):
+    """A subprocess holding the leases of ``definitions`` (returned once it holds them)."""
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen([sys.executable, "-c", _HOLDER, str(store), json.dumps(definitions)],
+                            stdout=subprocess.PIPE, text=True, env=env)
+    assert proc.stdout.readline() == "held\n"
+    return proc
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX flock and SIGKILL")
+def test_second_writer_refused_and_killed_holder_released(tmp_path):
+    store = tmp_path / "s.sqlite"
+    holder = hold_leases(store, [_definition(batch_size=64)])
+    try:
+        with study_leases(store, [_definition(batch_size=16)]):  # another study: no conflict
+            pass
+        with pytest.raises(StudyBusy) as e, study_leases(store, [_definition(), _definition(batch_size=64)]):
+            pass
+        assert f"toy/sgd/B=64 in store {str(store)!r}" in str(e.value)
+        assert f"pid {holder.pid} on host" in str(e.value)
+        # the lease taken before the refusal (B=16) was released with it
+        with study_leases(store, [_definition()]):
+            pass
+    finally:
+        holder.send_signal(signal.SIGKILL)  # a killed holder: the OS drops its lock
+        holder.wait(timeout=30)
+    with study_leases(store, [_definition(batch_size=64)]):
+        assert (tmp_path / "s.sqlite.leases").is_dir()
+    assert not (tmp_path / "s.sqlite.leases").exists()  # released leases leave nothing behind
+    assert not store.exists()
+
+
+def test_find_study_writes_nothing(tmp_path):
+    with Store(tmp_path / "s.sqlite") as store:
+        assert store.find_study(_definition()) is None and store.studies() == []
+        rec = store.ensure_study(_definition(), 3)
+        assert store.find_study(_definition()) == rec

@@ -1,13 +1,16 @@
 """nnbench.study: sweeps, steps to result, resuming / extending studies, edge flags."""
 
+import signal
 import sqlite3
+import sys
 
 import pytest
 
 import nnbench.trial
 from nnbench.search import Param, QuasiRandomSearch, SearchSpace
-from nnbench.store import Status, Store, TrialResult
+from nnbench.store import Status, Store, StudyBusy, TrialResult
 from nnbench.study import StudySpec, best_trial, format_table, run_sweep, summarize, summarize_store
+from tests.nnbench.test_store import hold_leases
 from tests.nnbench.tiny import TINY
 
 SPACE = {"sgd": SearchSpace((Param("lr", 0.03, 3.0, "log"),))}
@@ -129,3 +132,47 @@ def test_bad_sweeps(tmp_path, args, match):
         run_sweep(TINY, *args, tmp_path / "x.sqlite", device="cpu", progress=False)
     with pytest.raises(ValueError, match="batch_size"):
         StudySpec(workload=TINY, optimizer="sgd", batch_size=0, search_space=SPACE["sgd"], max_trials=1)
+
+
+def test_failed_data_load_writes_no_study(tmp_path):
+    path = tmp_path / "s.sqlite"
+    with pytest.raises((ValueError, FileNotFoundError)):
+        run_sweep("mnist_simple_cnn", ["sgd"], [16], 1, path, device="cpu", progress=False,
+                  data_dir=str(tmp_path / "missing"))
+    assert not path.exists()
+    with Store(path) as store:  # an existing store gains no empty study either
+        store.ensure_study(StudySpec(TINY, "sgd", 8, SPACE["sgd"], 1).definition(), 1)
+    with pytest.raises((ValueError, FileNotFoundError)):
+        run_sweep("mnist_simple_cnn", ["sgd"], [16], 1, path, device="cpu", progress=False,
+                  data_dir=str(tmp_path / "missing"))
+    assert [s.workload for s in summarize_store(path)] == ["tiny_teacher"]
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX flock and SIGKILL")
+def test_second_sweep_on_a_study_is_refused_at_once(tmp_path, count_trials):
+    path = tmp_path / "s.sqlite"
+    w = TINY.replace(max_steps=60, target=1.01)  # all INCOMPLETE, quick
+    holder = hold_leases(path, [StudySpec(w, "sgd", 16, SPACE["sgd"], 1).definition()])
+    try:
+        with pytest.raises(StudyBusy, match=rf"tiny_teacher/sgd/B=16 .*\(pid {holder.pid} on host"):
+            run_sweep(w, ["sgd"], [8, 16], 1, path, device="cpu", progress=False, search_spaces=SPACE)
+        assert count_trials == [] and not path.exists()
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=30)
+    run_sweep(w, ["sgd"], [8, 16], 1, path, device="cpu", progress=False, search_spaces=SPACE)
+    assert len(count_trials) == 2
+
+
+def test_progress_bars_on_a_terminal_only(tmp_path, capsys, monkeypatch):
+    w = TINY.replace(max_steps=60, target=1.01)
+    run_sweep(w, ["sgd"], [8, 16], 1, tmp_path / "a.sqlite", device="cpu", search_spaces=SPACE)
+    lines = capsys.readouterr().err.splitlines()   # not a terminal: a line per finished study
+    assert len(lines) == 2 and lines[0].startswith("tiny_teacher sgd B=8: 1 of 1 trials"), lines
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    run_sweep(w, ["sgd"], [8, 16], 1, tmp_path / "b.sqlite", device="cpu", search_spaces=SPACE)
+    err = capsys.readouterr().err
+    assert "tiny_teacher trials" in err and "\r" in err and "B=8: 1 of 1" not in err
+    run_sweep(w, ["sgd"], [8, 16], 1, tmp_path / "c.sqlite", device="cpu", progress=False,
+              search_spaces=SPACE)
+    assert capsys.readouterr().err == ""

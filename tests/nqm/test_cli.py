@@ -1,12 +1,14 @@
 """Smoke tests of ``python -m nqm``: tables, --json parses, errors are one clear line."""
 
+import argparse
 import json
+import re
 import subprocess
 import sys
 
 import pytest
 
-from nqm.cli import main
+from nqm.cli import build_parser, main
 
 
 def _run(capsys, *argv):
@@ -79,3 +81,56 @@ def test_problem_and_output_options_work_before_and_after_the_subcommand(capsys)
     assert outputs[0] == outputs[1]
     assert json.loads(outputs[0])["steps"] == 12500          # d / (2 B target) with d = 1000
     assert json.loads(_run(capsys, "--json", *args)[1])["steps"] == 125000   # the default d
+
+
+@pytest.mark.parametrize("argv, flag", [
+    (["schedule-risk", "--batch-size", "64", "--lr", "1", "--total-steps", "0"], "--total-steps"),
+    (["schedule-risk", "--batch-size", "64", "--lr", "1", "--total-steps", "9",
+      "--decay-factor", "-1"], "--decay-factor must be >= 0"),
+    (["schedule-risk", "--batch-size", "64", "--lr", "1", "--total-steps", "9", "--schedule",
+      "step", "--boundaries", "20"], "--boundaries must be"),
+    (["optimize-schedule", "--batch-size", "16", "--pieces", "0"], "--pieces"),
+    (["sweep", "--batch-sizes", "0", "64"], "--batch-sizes: expected a batch size >= 1"),
+    (["sweep", "--batch-sizes", "0.5"], "--batch-sizes: expected a batch size >= 1"),
+    (["risk", "--lr", "0.1", "--batch-size", "4", "--steps", "-1"], "--steps"),
+    (["lower-bound", "--batch-size", "inf"], "--batch-size must be finite"),
+    (["tune", "--batch-size", "4", "--momentum", "0.5", "--ema", "tune"], "--momentum=0.5"),
+    (["--target", "-1", "steps", "--lr", "0.1", "--batch-size", "4"], "--target must be > 0"),
+])
+def test_errors_name_the_flags_typed(capsys, argv, flag):
+    """A bad value is reported with the flag the user typed, never the Python argument behind it
+    (``--total-steps 0`` once said ``decay_steps must be ...``)."""
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert e.value.code == 2 and flag in line and "Traceback" not in line
+    assert re.search(r"(?<!-)\b[a-z]+_[a-z_]+\b", line) is None, line   # no API name left
+
+
+def test_every_subcommand_has_a_description():
+    parser = build_parser()
+    subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, p in subs.choices.items():
+        assert p.description and len(p.description) > 40, name
+        assert "".join(p.description.split()) in "".join(p.format_help().split()), name
+
+
+def test_lower_bound_table_aligned(capsys):
+    code, out, _ = _run(capsys, "lower-bound", "--batch-size", "64")
+    assert code == 0 and "effective_dimension" in out
+    assert len({line.index(":") for line in out.splitlines()}) == 1, out
+
+
+def test_schedule_risk_warns_above_the_stability_limit(capsys):
+    argv = ["schedule-risk", "--batch-size", "64", "--total-steps", "200", "--schedule", "constant"]
+    code, out, err = _run(capsys, *argv, "--lr", "3")
+    assert code == 0 and "warning" in err and "stability limit 2" in err and "200 of 200" in err
+    code, out, err = _run(capsys, *argv, "--lr", "1", "--warmup", "10")
+    assert code == 0 and err == ""
+
+
+def test_no_progress_bar_off_a_terminal(capsys):
+    # stderr is not a terminal here (captured): no bar although --quiet is not given
+    code, out, err = _run(capsys, "schedule-sweep", "--batch-sizes", "16", "--powers", "0",
+                          "--pieces", "2")
+    assert code == 0 and "2^4" in out and err == ""

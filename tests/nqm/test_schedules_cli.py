@@ -48,10 +48,10 @@ def test_tune_ema_and_schedule_sweep(capsys):
 
 
 @pytest.mark.parametrize("argv, word", [
-    (["optimize-schedule", "--batch-size", "0"], "batch_size"),
-    (["optimize-schedule", "--batch-size", "16", "--pieces", "0"], "n_pieces"),
-    (["schedule-risk", "--batch-size", "16", "--lr", "-1", "--total-steps", "10"], "lr"),
-    (["steps", "--lr", "0.1", "--batch-size", "16", "--ema", "1.5"], "ema"),
+    (["optimize-schedule", "--batch-size", "0"], "--batch-size"),
+    (["optimize-schedule", "--batch-size", "16", "--pieces", "0"], "--pieces"),
+    (["schedule-risk", "--batch-size", "16", "--lr", "-1", "--total-steps", "10"], "--lr"),
+    (["steps", "--lr", "0.1", "--batch-size", "16", "--ema", "1.5"], "--ema"),
 ])
 def test_errors_are_one_line(capsys, argv, word):
     with pytest.raises(SystemExit) as exc:
