@@ -12,11 +12,14 @@ import argparse
 import json
 import math
 import sys
+import warnings
 
+from nqm import _points as points
 from nqm import _validate as V
 from nqm import schedules
 from nqm.bounds import lower_bound_steps
 from nqm.critical import DEFINITIONS, critical_batch
+from nqm.fit import CriticalBatchFitWarning, fit_critical_batch
 from nqm.problem import BINNINGS, NQM
 from nqm.risk import risk_curve
 from nqm.schedule_opt import FIG3B_BATCH_SIZES, optimize_schedule, schedule_sweep
@@ -46,6 +49,19 @@ def _batch(text: str) -> float:
         return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a batch size, got {text!r}") from None
+
+
+def _fraction(high: float = 1.0):
+    """A number in (0, high): a level (high = 1) or a positive fraction (high = inf)."""
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            v = math.nan
+        if not 0.0 < v < high:
+            raise argparse.ArgumentTypeError(f"expected a number in (0, {high:g}), got {text!r}")
+        return v
+    return parse
 
 
 def _common(p: argparse.ArgumentParser, top: bool = False) -> None:
@@ -225,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     _ema_arg(p)
 
     p = sub.add_parser("critical-batch", help="critical batch size (exact limits, or fitted to "
-                                              "measured points with --points)")
+                                              "measured points with --points or --csv)")
     _common(p)
     _optimizer_args(p, tunable=True)
     p.add_argument("--definition", choices=DEFINITIONS, default="mccandlish",
@@ -233,8 +249,23 @@ def build_parser() -> argparse.ArgumentParser:
                         "B S(B) <= (1 + tol) E_min; saturation: smallest B with "
                         "S(B) <= (1 + tol) S_min")
     p.add_argument("--tolerance", type=float, default=0.1, help="tol of the definitions (0.1)")
-    p.add_argument("--points", nargs="+", metavar="B:STEPS",
-                   help="measured batch size:steps pairs to fit S = S_min + E_min / B instead")
+    g = p.add_argument_group("measured points: fit S = S_min + E_min / B with intervals instead")
+    src = g.add_mutually_exclusive_group()
+    src.add_argument("--points", nargs="+", metavar="B:STEPS[:LOW:HIGH]",
+                     help="batch size:steps, optionally with an interval LOW..HIGH around the "
+                          "steps at --points-level")
+    src.add_argument("--csv", metavar="FILE",
+                     help="CSV with a header: batch_size,steps and optionally steps_low,steps_high "
+                          "(an interval at --points-level) or steps_err (a standard error); "
+                          "repeated batch sizes are repeated measurements")
+    g.add_argument("--level", type=_fraction(), default=0.95,
+                   help="confidence level of the fitted intervals (default 0.95)")
+    g.add_argument("--points-level", type=_fraction(), default=0.6827,
+                   help="level of the given LOW..HIGH intervals (default 0.6827: +- 1 standard "
+                        "error)")
+    g.add_argument("--overhead", type=_fraction(math.inf), default=0.2,
+                   help="Zhang et al. 2024's critical batch: steps this fraction over perfect "
+                        "scaling (default 0.2)")
 
     p = sub.add_parser("lower-bound", help="information-theoretic bound d / (2 B target)")
     _common(p)
@@ -298,15 +329,17 @@ def main(argv=None) -> int:
         if args.command is None:
             _main_job(args)
             return 0
-        if args.command == "critical-batch" and args.points:
+        if args.command == "critical-batch" and (args.points or args.csv):
+            flag = "--points" if args.points else f"--csv {args.csv}"
+            pts = points.from_args(args.points) if args.points else points.from_csv(args.csv)
             try:
-                pts = [tuple(float(x) for x in s.split(":")) for s in args.points]
-                if any(len(pt) != 2 for pt in pts):
-                    raise ValueError
-            except ValueError:
-                parser.error("--points must look like B:STEPS, e.g. 256:2600")
-            res = critical_batch(batch_sizes=[b for b, _ in pts], steps=[s for _, s in pts])
-            _emit(args, res.to_dict(), repr(res))
+                with warnings.catch_warnings():        # the table and the JSON carry them
+                    warnings.simplefilter("ignore", CriticalBatchFitWarning)
+                    fit = fit_critical_batch(**pts, points_level=args.points_level,
+                                             level=args.level, overhead=args.overhead)
+            except ValueError as err:
+                raise ValueError(f"{flag}: {err}") from None
+            _emit(args, fit.to_dict(), fit.table())
             return 0
         problem = _problem(args)
         if args.command == "risk":
@@ -369,7 +402,8 @@ def main(argv=None) -> int:
             r = critical_batch(problem, momentum=args.momentum, nesterov=args.nesterov,
                                power=args.power, target=args.target, definition=args.definition,
                                tolerance=args.tolerance)
-            _emit(args, r.to_dict(), repr(r))
+            _emit(args, r.to_dict(), "\n".join(f"{k:>16}: {v}" for k, v in r.to_dict().items()
+                                               if v is not None))
         elif args.command == "lower-bound":
             r = lower_bound_steps(problem, batch_size=args.batch_size, target=args.target)
             _emit(args, r.to_dict(), _fmt_result(r))
