@@ -10,6 +10,8 @@ import math
 
 REQUIRED = ("batch_size", "steps")
 OPTIONAL = ("steps_low", "steps_high", "steps_err")
+_FIELDS = ("batch_size", "steps", "steps_low", "steps_high")
+_METAVARS = dict(zip(_FIELDS, ("B", "STEPS", "LOW", "HIGH"), strict=True)) | {"steps_err": "ERR"}
 
 
 def _number(text: str, what: str, where: str, *, low: float, strict: bool) -> float:
@@ -22,15 +24,18 @@ def _number(text: str, what: str, where: str, *, low: float, strict: bool) -> fl
     return v
 
 
-def _row(values: dict, where: str) -> dict:
-    row = {"batch_size": _number(values["batch_size"], "batch size", where, low=1.0, strict=False)}
+def _row(values: dict, where: str, names: dict) -> dict:
+    """One point; ``names`` are the words the user typed for each field (metavar or column)."""
+    row = {"batch_size": _number(values["batch_size"], names["batch_size"], where, low=1.0,
+                                 strict=False)}
     for key in ("steps", *OPTIONAL):
         if values.get(key) not in (None, ""):
-            row[key] = _number(values[key], key.replace("_", " "), where, low=0.0, strict=True)
+            row[key] = _number(values[key], names[key], where, low=0.0, strict=True)
+    low, steps, high = (names[k] for k in ("steps_low", "steps", "steps_high"))
     if ("steps_low" in row) != ("steps_high" in row):
-        raise ValueError(f"{where}: give both steps_low and steps_high, or neither")
+        raise ValueError(f"{where}: give both {low} and {high}, or neither")
     if "steps_low" in row and not row["steps_low"] <= row["steps"] <= row["steps_high"]:
-        raise ValueError(f"{where}: need steps_low <= steps <= steps_high, got "
+        raise ValueError(f"{where}: need {low} <= {steps} <= {high}, got "
                          f"{row['steps_low']:g}, {row['steps']:g}, {row['steps_high']:g}")
     return row
 
@@ -58,8 +63,7 @@ def from_args(texts: list[str]) -> dict:
         where = f"--points {text}"
         if len(parts) not in (2, 4):
             raise ValueError(f"{where}: expected B:STEPS or B:STEPS:LOW:HIGH, e.g. 256:2600")
-        rows.append(_row(dict(zip(("batch_size", "steps", "steps_low", "steps_high"), parts,
-                                  strict=False)), where))
+        rows.append(_row(dict(zip(_FIELDS, parts, strict=False)), where, _METAVARS))
     return _collect(rows, "--points")
 
 
@@ -92,7 +96,8 @@ def from_csv(path: str) -> dict:
                     continue
                 if (values["steps"] or "").strip() == "":
                     raise ValueError(f"{where}: steps is empty")
-                rows.append(_row({k: v.strip() for k, v in values.items()}, where))
+                rows.append(_row({k: v.strip() for k, v in values.items()}, where,
+                                 {k: k for k in REQUIRED + OPTIONAL}))
     except OSError as err:
         raise ValueError(f"{flag}: cannot read the file ({err.strerror})") from None
     except UnicodeDecodeError:

@@ -304,13 +304,11 @@ def fit_critical_batch(batch_sizes, steps, *, steps_err=None, steps_low=None, st
     c_hat, rss_min = _refine(lambda c: float(prof.at(c)[1]),
                              grid[max(k - 1, 0)], grid[min(k + 1, grid.size - 1)])
     tiny = 1e-12 * max(float(w @ (y - y @ w / w.sum()) ** 2), 1e-300)
-    if rss_plat <= rss_min + tiny:
+    # the best fit is a limit of the model (at the end of the grid, or no better than the limit)
+    if k == 0 or rss_plat <= rss_min + tiny:
         raise ValueError(f"no curvature: a flat plateau S = const fits the points ({span}) as well "
                          f"as any curve that falls with B, so E_min and B_crit are not identified")
-    if rss_scal <= rss_min + tiny:
-        raise ValueError(f"no curvature: perfect scaling S = E_min / B fits the points ({span}) as "
-                         f"well as any curve with a plateau, so S_min and B_crit are not "
-                         f"identified; measure larger batch sizes")
+    best_is_scaling = k == grid.size - 1 or rss_scal <= rss_min + tiny
     a_hat = float(prof.at(c_hat)[0])
 
     # --- calibration of the threshold RSS <= rss_min + delta
@@ -365,6 +363,12 @@ def fit_critical_batch(batch_sizes, steps, *, steps_err=None, steps_low=None, st
     if open_low and open_high:
         raise ValueError(f"the points ({span}) do not determine B_crit: at the {lvl:.0%} level they "
                          f"are consistent both with a flat plateau and with perfect scaling")
+    if best_is_scaling:
+        bound = math.exp(crossing(idx[0] - 1)) if idx.size and idx[0] > 0 else math.exp(c_hat)
+        raise ValueError(f"no curvature: perfect scaling S = E_min / B fits the points ({span}) "
+                         f"best, so S_min is not identified and B_crit has no estimate (the data "
+                         f"say only B_crit > {bound:.4g} at the {lvl:.0%} level); measure larger "
+                         f"batch sizes")
     if open_low:
         # a plateau within the interval is "flat points" in the statistical sense: nothing in
         # the data shows that the steps depend on B, unlike perfect scaling (handled below)
@@ -372,7 +376,7 @@ def fit_critical_batch(batch_sizes, steps, *, steps_err=None, steps_low=None, st
         raise ValueError(f"steps do not decrease significantly as the batch size grows: a flat "
                          f"plateau S = const is consistent with the points ({span}) at the "
                          f"{lvl:.0%} level, so E_min is not identified (the data say only B_crit "
-                         f"< {bound:.4g}); measure smaller batch sizes")
+                         f"< {bound:.4g})")
     if idx.size == 0:                       # the admissible set lies between two grid points
         inside[np.argmin(np.abs(grid - c_hat))] = True
         c_lo = c_hi = c_hat
