@@ -37,7 +37,8 @@ __all__ = ["CompareRow", "CompareResult", "compare", "measured_points"]
 class CompareRow:
     """One optimizer: measured (fitted to its points) vs predicted critical batch size, S_min, E_min.
 
-    ``measured_*`` are None with fewer than 3 points (or 2 distinct B); ``fit_rms`` is the rms
+    ``measured_*`` are None where ``nqm.critical_batch`` refuses the fit (fewer than 3 distinct B,
+    steps that do not fall with B, no curvature); ``fit_rms`` is the rms
     log-residual of the McCandlish fit; ``lr_scale`` multiplies the NQM's effective lr (None without
     lr data); ``nqm`` names the NQM family.
     """
@@ -233,9 +234,10 @@ def compare(store_path: str | os.PathLike, *, workload: str | None = None, targe
     for o, pts in points.items():
         B = np.array([p[0] for p in pts])
         S = np.array([p[1] for p in pts])
-        meas = None
-        if B.size >= 3 and np.unique(B).size >= 2:
+        try:
             meas = nqm.critical_batch(batch_sizes=B, steps=S)
+        except ValueError:
+            meas = None
         lrs = [(p[0], p[2]) for p in pts if p[2] is not None]
         lr_scale = None
         if lrs:

@@ -8,6 +8,7 @@ Start with ``nqm.critical_batch()`` (the paper's problem, SGD, target 0.01) or `
 
 from nqm.bounds import LowerBoundResult, lower_bound_steps
 from nqm.critical import CriticalBatchResult, critical_batch, e_min, s_min
+from nqm.fit import CriticalBatchFit, CriticalBatchFitWarning, fit_critical_batch
 from nqm.optimizers import Optimizer, stability_limit
 from nqm.problem import NQM
 from nqm.rates import convergence_rate
@@ -61,6 +62,9 @@ __all__ = [
     "CriticalBatchResult",
     "s_min",
     "e_min",
+    "fit_critical_batch",
+    "CriticalBatchFit",
+    "CriticalBatchFitWarning",
     "lower_bound_steps",
     "LowerBoundResult",
     "convergence_rate",

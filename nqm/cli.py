@@ -13,12 +13,15 @@ import json
 import math
 import re
 import sys
+import warnings
 
+from nqm import _points as points
 from nqm import _validate as V
 from nqm import schedules
 from nqm._pipe import quiet_on_broken_pipe
 from nqm.bounds import lower_bound_steps
 from nqm.critical import DEFINITIONS, critical_batch
+from nqm.fit import CriticalBatchFitWarning, fit_critical_batch
 from nqm.optimizers import stability_limit
 from nqm.problem import BINNINGS, NQM
 from nqm.risk import risk_curve
@@ -90,6 +93,19 @@ def _flagged(message: str, flags: dict[str, str]) -> str:
         return flags.get(name, name)
 
     return re.sub(r"^([a-z]\w*)\b|\b([a-z]\w*)(?==)", flag, message)
+
+
+def _fraction(high: float = 1.0):
+    """A number in (0, high): a level (high = 1) or a positive fraction (high = inf)."""
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            v = math.nan
+        if not 0.0 < v < high:
+            raise argparse.ArgumentTypeError(f"expected a number in (0, {high:g}), got {text!r}")
+        return v
+    return parse
 
 
 def _common(p: argparse.ArgumentParser, top: bool = False) -> None:
@@ -289,7 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
     _ema_arg(p)
 
     p = _command(sub, "critical-batch", "critical batch size (exact limits, or fitted to "
-                                        "measured points with --points)",
+                                        "measured points with --points or --csv)",
                  "The critical batch size of the model, from the exact limits S_min (B -> inf) "
                  "and E_min (B -> 0) or by --definition; with --points, fitted to measured "
                  "(batch size, steps) pairs (McCandlish et al. 2018).")
@@ -300,8 +316,23 @@ def build_parser() -> argparse.ArgumentParser:
                         "B S(B) <= (1 + tol) E_min; saturation: smallest B with "
                         "S(B) <= (1 + tol) S_min")
     p.add_argument("--tolerance", type=float, default=0.1, help="tol of the definitions (0.1)")
-    p.add_argument("--points", nargs="+", metavar="B:STEPS",
-                   help="measured batch size:steps pairs to fit S = S_min + E_min / B instead")
+    g = p.add_argument_group("measured points: fit S = S_min + E_min / B with intervals instead")
+    src = g.add_mutually_exclusive_group()
+    src.add_argument("--points", nargs="+", metavar="B:STEPS[:LOW:HIGH]",
+                     help="batch size:steps, optionally with an interval LOW..HIGH around the "
+                          "steps at --points-level")
+    src.add_argument("--csv", metavar="FILE",
+                     help="CSV with a header: batch_size,steps and optionally steps_low,steps_high "
+                          "(an interval at --points-level) or steps_err (a standard error); "
+                          "repeated batch sizes are repeated measurements")
+    g.add_argument("--level", type=_fraction(), default=0.95,
+                   help="confidence level of the fitted intervals (default 0.95)")
+    g.add_argument("--points-level", type=_fraction(), default=0.6827,
+                   help="level of the given LOW..HIGH intervals (default 0.6827: +- 1 standard "
+                        "error)")
+    g.add_argument("--overhead", type=_fraction(math.inf), default=0.2,
+                   help="Zhang et al. 2024's critical batch: steps this fraction over perfect "
+                        "scaling (default 0.2)")
 
     p = _command(sub, "lower-bound", "information-theoretic bound d / (2 B target)",
                  "The information-theoretic lower bound on the steps to --target at batch size B "
@@ -397,15 +428,17 @@ def main(argv=None) -> int:
         if args.command is None:
             _main_job(args)
             return 0
-        if args.command == "critical-batch" and args.points:
+        if args.command == "critical-batch" and (args.points or args.csv):
+            flag = "--points" if args.points else f"--csv {args.csv}"
+            pts = points.from_args(args.points) if args.points else points.from_csv(args.csv)
             try:
-                pts = [tuple(float(x) for x in s.split(":")) for s in args.points]
-                if any(len(pt) != 2 for pt in pts):
-                    raise ValueError
-            except ValueError:
-                parser.error("--points must look like B:STEPS, e.g. 256:2600")
-            res = critical_batch(batch_sizes=[b for b, _ in pts], steps=[s for _, s in pts])
-            _emit(args, res.to_dict(), repr(res))
+                with warnings.catch_warnings():        # the table and the JSON carry them
+                    warnings.simplefilter("ignore", CriticalBatchFitWarning)
+                    fit = fit_critical_batch(**pts, points_level=args.points_level,
+                                             level=args.level, overhead=args.overhead)
+            except ValueError as err:
+                raise ValueError(f"{flag}: {err}") from None
+            _emit(args, fit.to_dict(), fit.table())
             return 0
         problem = _problem(args)
         if args.command == "risk":
@@ -469,7 +502,8 @@ def main(argv=None) -> int:
             r = critical_batch(problem, momentum=args.momentum, nesterov=args.nesterov,
                                power=args.power, target=args.target, definition=args.definition,
                                tolerance=args.tolerance)
-            _emit(args, r.to_dict(), repr(r))
+            _emit(args, r.to_dict(), "\n".join(f"{k:>16}: {v}" for k, v in r.to_dict().items()
+                                               if v is not None))
         elif args.command == "lower-bound":
             r = lower_bound_steps(problem, batch_size=args.batch_size, target=args.target)
             _emit(args, r.to_dict(), _fmt_result(r))

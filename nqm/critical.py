@@ -26,8 +26,9 @@ Definitions (``definition=``):
   (For an exact hyperbola S = S_min + E_min / B these are tolerance * B_crit and B_crit / tolerance.)
   Both are computed on the smooth relaxation of the tuned steps (continuous in B).
 * measured points (``batch_sizes=`` and ``steps=``, e.g. from nnbench): S_min and E_min are fitted
-  to S(B) = S_min + E_min / B by robust least squares on log S (soft-L1 loss), and
-  B_crit = E_min / S_min (definition ``"mccandlish_fit"``).
+  to S(B) = S_min + E_min / B by least squares on log S, with profile-likelihood intervals and
+  refusals where the points cannot support the fit (``nqm.fit``, which also takes per-point
+  uncertainties); B_crit = E_min / S_min (definition ``"mccandlish_fit"``).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ import scipy.optimize
 
 from nqm import _kernels as K
 from nqm import _validate as V
+from nqm.fit import CriticalBatchFit, fit_critical_batch
 from nqm.problem import NQM
 from nqm.tuning import _check_problem, tune_cells
 
@@ -61,6 +63,8 @@ class CriticalBatchResult:
       tolerance: the tolerance of "perfect_scaling" / "saturation" (None otherwise).
       residual_rms: fit only: root mean square of log(S_measured / S_fitted).
       n_points: fit only: number of measured points.
+      fit: fit only: the ``nqm.fit.CriticalBatchFit`` with the intervals (B_crit, S_min, E_min and
+        Zhang et al. 2024's 20 %-overhead batch size), residual diagnostics and warnings.
     """
 
     value: float
@@ -73,20 +77,25 @@ class CriticalBatchResult:
     tolerance: float | None = None
     residual_rms: float | None = None
     n_points: int | None = None
+    fit: CriticalBatchFit | None = None
 
     def __repr__(self) -> str:
         extra = ""
         if self.tolerance is not None:
             extra = f", tolerance={self.tolerance:g}"
-        if self.residual_rms is not None:
-            extra = f", {self.n_points} points, rms log-residual {self.residual_rms:.3g}"
+        value = f"={self.value:.6g}"
+        if self.fit is not None:
+            lo, hi = self.fit.b_crit_interval
+            value = f" {self.fit.b_crit_text('.6g')} ({self.fit.level:.0%} interval {lo:.4g} .. {hi:.4g})"
+            extra = (f", {self.n_points} points, rms log-residual {self.residual_rms:.3g}, "
+                     f"{len(self.fit.warnings)} warnings")
         where = "" if self.target is None else f", power={self.power:g}, target={self.target:g}"
-        return (f"CriticalBatchResult(B_crit={self.value:.6g} [{self.definition}], "
+        return (f"CriticalBatchResult(B_crit{value} [{self.definition}], "
                 f"S_min={self.s_min:.6g} steps, E_min={self.e_min:.6g} examples, "
                 f"{self.optimizer}{where}{extra})")
 
     def to_dict(self) -> dict:
-        return dict(self.__dict__)
+        return {**self.__dict__, "fit": None if self.fit is None else self.fit.to_dict()}
 
 
 # ------------------------------------------------------------------------------ limits
@@ -180,25 +189,10 @@ def _log2_root(fun, lo=-10.0, hi=60.0) -> float:
 
 
 def _fit(batch_sizes, steps) -> CriticalBatchResult:
-    B = V.batch_sizes(batch_sizes)
-    S = V.vector("steps", steps, positive=True, size=B.size)
-    if B.size < 3:
-        raise ValueError(f"batch_sizes/steps: need at least 3 measured points to fit S_min and "
-                         f"E_min, got {B.size}")
-    if np.unique(B).size < 2:
-        raise ValueError("batch_sizes: need at least 2 distinct batch sizes")
-    logS = np.log(S)
-
-    def resid(z):
-        return logS - np.log(math.exp(z[0]) + math.exp(z[1]) / B)
-
-    z0 = np.array([math.log(S.min()), math.log(np.min(B * S))])
-    fit = scipy.optimize.least_squares(resid, z0, loss="soft_l1", f_scale=0.1)
-    s_m, e_m = math.exp(fit.x[0]), math.exp(fit.x[1])
-    r = resid(fit.x)
-    return CriticalBatchResult(value=e_m / s_m, definition="mccandlish_fit", s_min=s_m, e_min=e_m,
-                               optimizer="measured", residual_rms=float(np.sqrt(np.mean(r * r))),
-                               n_points=int(B.size))
+    f = fit_critical_batch(batch_sizes, steps)
+    return CriticalBatchResult(value=f.b_crit, definition="mccandlish_fit", s_min=f.s_min,
+                               e_min=f.e_min, optimizer="measured", residual_rms=f.residual_rms,
+                               n_points=f.n_points, fit=f)
 
 
 def critical_batch(problem: NQM | None = None, *, momentum=0.0, nesterov: bool = False,
@@ -216,7 +210,10 @@ def critical_batch(problem: NQM | None = None, *, momentum=0.0, nesterov: bool =
         (see the module docstring).
       tolerance: of "perfect_scaling" / "saturation".
       batch_sizes, steps: measured (B, steps to target) points: fit S = S_min + E_min / B instead
-        (then no problem / optimizer arguments may be given).
+        (then no problem / optimizer arguments may be given). The result's ``fit`` holds the
+        intervals; ValueError where the points cannot support a fit, CriticalBatchFitWarning where
+        they bound B_crit on one side only or it is extrapolated. Per-point uncertainties and
+        other levels: ``nqm.fit_critical_batch``.
 
     Example:
       >>> from nqm import critical_batch

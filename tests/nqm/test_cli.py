@@ -41,7 +41,7 @@ def test_main_job_table(capsys):
     (["tune", "--batch-size", "256"], "momentum"),
     (["sweep", "--batch-sizes", "16", "4096", "--powers", "0", "0.5"], "steps"),
     (["critical-batch", "--definition", "saturation"], "value"),
-    (["critical-batch", "--points", "64:9000", "256:2600", "1024:1100", "4096:700"], "value"),
+    (["critical-batch", "--points", "64:9000", "256:2600", "1024:1100", "4096:700"], "b_crit"),
     (["lower-bound", "--batch-size", "4"], "steps"),
     (["--problem", "power-law", "--a", "1.5", "--d", "1000", "steps", "--lr", "1",
       "--batch-size", "inf"], "steps"),

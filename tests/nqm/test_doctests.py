@@ -6,7 +6,7 @@ import importlib
 import pytest
 
 # by name: nqm.risk is also the re-exported function, which shadows the module attribute
-MODULES = ["nqm.risk", "nqm.steps", "nqm.tuning", "nqm.sweep", "nqm.critical", "nqm.bounds"]
+MODULES = ["nqm.risk", "nqm.steps", "nqm.tuning", "nqm.sweep", "nqm.critical", "nqm.bounds", "nqm.fit"]
 
 
 @pytest.mark.parametrize("name", MODULES)
