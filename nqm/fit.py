@@ -198,7 +198,7 @@ def _log_sigma(steps, steps_err, steps_low, steps_high, points_level) -> np.ndar
     bad = np.flatnonzero((lo > steps) | (hi < steps) | (lo >= hi))
     if bad.size:
         i = bad[0]
-        raise ValueError(f"steps_low < steps < steps_high must hold for each point, got "
+        raise ValueError(f"steps_low <= steps <= steps_high (and low < high) must hold for each point, got "
                          f"{lo[i]:g}, {steps[i]:g}, {hi[i]:g} (point {i + 1})")
     lvl = V.real("points_level", points_level, low=0.0, high=1.0, low_open=True, high_open=True)
     z = scipy.stats.norm.ppf(0.5 + lvl / 2)
