@@ -93,9 +93,7 @@ def main(argv=None):
         for k in range(-16, 6, 2):                          # lines lr / B = 2^k
             a.plot(lrs, lrs / 2.0 ** k, color="w", lw=0.6, ls=":", alpha=0.8)
         a.plot(ridge.lr[0], ridge.batch_sizes, "r.-", lw=1.0, label="optimal lr per B")
-        a.axvline(sgd_limit, color="r", lw=1.0, ls="--")
-        a.text(sgd_limit, 2.0 ** 16.5, "stability\nlimit\n2/h_max ", color="w", ha="right",
-               fontsize=7.5)
+        a.axvline(sgd_limit, color="r", lw=1.0, ls="--", label=r"stability limit $2/h_{\max}$")
         a.set_xlim(lrs[0], lrs[-1])
         a.set_ylim(Bs[0], Bs[-1])
         a.set_xlabel("learning rate")
@@ -106,7 +104,8 @@ def main(argv=None):
         S.log2_axis(a, "y", every=2)
         handles, labels = a.get_legend_handles_labels()
         leg = a.get_legend()
-        a.legend(handles=leg.legend_handles + handles, loc="lower right", fontsize=7)
+        # upper left: the optimal-lr ridge and the limit run through the lower right
+        a.legend(handles=leg.legend_handles + handles, loc="upper left", fontsize=7)
 
         _draw(b, lrs_b, oms, st, un_b, "steps to target", fig)
         for k in range(-14, 10, 2):                         # lines lr / (1 - m) = 2^k

@@ -35,15 +35,14 @@ def main(argv=None):
             ax_f.axhline(r.constant_lr, color=c, lw=0.9, ls=":")
         lr_max = runs[0].lr_max
         for ax in (ax_t, ax_f):
-            ax.axhline(lr_max, color="k", lw=0.8, ls="--")
+            ax.axhline(lr_max, color="k", lw=0.8, ls="--",
+                       label=rf"stability limit $2/h_{{\max}}$ = {lr_max:.3g}")
             ax.set_ylabel("learning rate")
             S.log10_axis(ax, "y")
-        ax_t.text(0.02, 0.985, f"dashed: stability limit 2/h_max = {lr_max:.3g}", fontsize=7,
-                  transform=ax_t.transAxes, va="top")
         ax_t.set_xlim(left=0.0)
         ax_t.set_xlabel("step")
         ax_t.set_title("(a) learning rate vs step (log lr: exponential decay is a line)")
-        ax_t.legend(loc="lower left", fontsize=7)
+        ax_t.legend(loc="upper right", fontsize=7)
         ax_f.set_xlim(0.0, 1.0)
         ax_f.set_xlabel("fraction of training (step / steps to target)")
         ax_f.set_title("(b) vs fraction of training; dotted: best constant lr")

@@ -63,8 +63,9 @@ def main(argv=None):
             a.plot(s, w.segment_loss(s)[0] / ref, color=col, label=f"lr = {lr:g}")
             a.plot([0, 1], [1.0, w.loss_next[0] / ref], "o", color=col)
             a.plot(w.valley_s, w.valley_loss / ref, "v", color=col, ms=6)
-        a.set_xlabel("s  (θ_t + s (θ_{t+1} - θ_t); dots: iterates, ▼: valley floor)")
-        a.set_ylabel("expected loss / E L(θ_t)")
+        a.set_xlabel(r"$s$  (point $\theta_t + s\,(\theta_{t+1} - \theta_t)$; dots: iterates, "
+                     "▼: valley floor)")
+        a.set_ylabel(r"expected loss / $E\,L(\theta_t)$")
         a.set_title(f"(a) loss on the segment at t = {T_SEGMENT}, B = {B_FIXED:g}")
         a.legend(fontsize=7)
         for B, col in zip(BATCHES, cols, strict=True):
@@ -73,14 +74,14 @@ def main(argv=None):
             b.plot(lr_grid, height, color=col, label=f"B = {B:g}, t = {T_SEGMENT}")
             b.plot(lr_grid, height_ss, ":", color=col, label=f"B = {B:g}, steady state")
         b.text(0.02, 0.62, f"t = {T_SEGMENT}: still descending, floor at s = 1, height = one-step\n"
-               f"decrease ≈ 1/(2t) for h_i = 1/i whatever lr and B;\nsteady state: height ∝ lr "
+               f"decrease ≈ $1/(2t)$ for $h_i = 1/i$ whatever lr and B;\nsteady state: height ∝ lr "
                f"(Xing: lr sets the height)", transform=b.transAxes, fontsize=7, va="top",
                bbox=dict(facecolor="white", alpha=0.85, edgecolor="none"))
         b.set_xlabel("learning rate")
         b.set_ylabel("height above the valley floor")
         b.set_xscale("log", base=2)
         b.set_yscale("log")
-        b.set_title("(b) height of θ_t above the valley floor vs lr")
+        b.set_title(r"(b) height of $\theta_t$ above the valley floor vs lr")
         b.legend(fontsize=6.5, ncol=2)
         for ax, kind, values in ((c, "B", BATCHES), (d, "lr", LRS)):
             for val, col in zip(values, cols, strict=True):
@@ -94,14 +95,14 @@ def main(argv=None):
             ax.plot([], [], "k--", lw=1.0, label="ratio of expectations (closed form)")
             ax.axhline(0, color="k", lw=0.6)
             ax.set_xscale("log")
-            ax.set_xlabel("step t + 1")
-            ax.set_ylabel("cos(g_t, g_{t+1})")
+            ax.set_xlabel("step $t + 1$")
+            ax.set_ylabel(r"$\cos(g_t, g_{t+1})$")
             fixed = f"lr = {LR_FIXED:g}" if kind == "B" else f"B = {B_FIXED:g}"
             ax.set_title(f"({'c' if kind == 'B' else 'd'}) gradient cosine, {fixed}, "
                          f"{runs} runs (band: ±1 sd)")
             ax.legend(fontsize=6.5)
         fig.suptitle("Xing et al.'s walk with SGD, in the NQM (plain SGD, p = 0)")
-        S.note(fig, S.problem_note(problem) + "; Monte Carlo on the unbinned d = 10^4 spectrum; "
+        S.note(fig, S.problem_note(problem) + "; Monte Carlo on the unbinned $d = 10^4$ spectrum; "
                "the NQM is convex: no barriers to cross")
         return S.save(fig, args.out, NAME, quick=args.quick, docs=args.docs)
 

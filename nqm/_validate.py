@@ -99,12 +99,11 @@ def batch_sizes(value) -> np.ndarray:
         raw = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
         raise ValueError("batch_sizes must be an array of real numbers") from None
+    if raw.ndim == 1 and np.any(raw < 1):   # one message for 0, 0.5 and -3
+        raise ValueError(f"batch_sizes must all be >= 1, got {raw[raw < 1][0]:g}")
     finite = np.where(np.isposinf(raw), 1.0, raw) if raw.ndim == 1 else raw
     vector("batch_sizes", finite, positive=True)
-    arr = raw
-    if np.any(arr < 1):
-        raise ValueError("batch_sizes must all be >= 1")
-    return arr
+    return raw
 
 
 def choice(name: str, value, options) -> str:

@@ -131,7 +131,7 @@ def _common(p: argparse.ArgumentParser, top: bool = False) -> None:
     o = p.add_argument_group("output")
     o.add_argument("--json", action="store_true", default=dflt(False),
                    help="print JSON instead of a table")
-    o.add_argument("--quiet", action="store_true", default=dflt(False), help="no progress bar")
+    o.add_argument("--quiet", action="store_true", default=dflt(False), help="no progress bar (drawn only on a terminal)")
 
 
 def _optimizer_args(p: argparse.ArgumentParser, momentum_default="0", tunable=False) -> None:
