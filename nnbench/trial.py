@@ -105,24 +105,36 @@ def evaluate(
     try:
         for start in range(0, x.shape[0], batch_size):
             xb, yb = x[start : start + batch_size], y[start : start + batch_size]
-            out = model(xb)
-            if out.dtype in (torch.float16, torch.bfloat16):
-                out = out.float()  # sums of many half-precision terms lose digits
-            if task == "regression":
-                loss_sum += F.mse_loss(out, yb.reshape(out.shape).to(out.dtype), reduction="sum").double()
-                count += out.numel()
-            else:
-                logits = out.reshape(-1, out.shape[-1])  # (N or N*T, C)
-                labels = yb.reshape(-1)
-                loss_sum += F.cross_entropy(logits, labels, reduction="sum").double()
-                correct += (logits.argmax(dim=1) == labels).sum().double()
-                count += labels.numel()
+            batch_loss, batch_correct = _eval_sums(model(xb), yb, task)
+            loss_sum += batch_loss
+            correct += batch_correct
+            count += yb.numel()
     finally:
         model.train(was_training)
-    loss = float(loss_sum) / count  # one host read (and the sync it implies) per evaluation
+    # one host read (and the sync it implies) per evaluation
+    return _eval_values(float(loss_sum), float(correct), count, metric)
+
+
+def _eval_values(loss_sum: float, correct: float, count: int, metric: str) -> dict[str, float]:
+    """``{"<metric>": value, "loss": value}`` from the sums over ``count`` examples (or tokens)."""
+    loss = loss_sum / count
     if metric == "accuracy":
-        return {"accuracy": float(correct) / count, "loss": loss}
+        return {"accuracy": correct / count, "loss": loss}
     return {metric: loss, "loss": loss}
+
+
+def _eval_sums(out: Tensor, y: Tensor, task: str) -> tuple[Tensor, Tensor]:
+    """(summed loss, correctly predicted examples or tokens) of one evaluation batch: model output
+    ``out`` against targets ``y``, as float64 scalars (mse for regression, which has no correct count)."""
+    if out.dtype in (torch.float16, torch.bfloat16):
+        out = out.float()  # sums of many half-precision terms lose digits
+    if task == "regression":
+        loss = F.mse_loss(out, y.reshape(out.shape).to(out.dtype), reduction="sum").double()
+        return loss, torch.zeros_like(loss)
+    logits = out.reshape(-1, out.shape[-1])  # (N or N*T, C)
+    labels = y.reshape(-1)
+    loss = F.cross_entropy(logits, labels, reduction="sum").double()
+    return loss, (logits.argmax(dim=1) == labels).sum().double()
 
 
 def _reached(value: float, target: float, direction: str) -> bool:
