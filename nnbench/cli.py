@@ -83,6 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--threads", type=_positive_int, default=None,
                     help="torch CPU threads (default: the workload's choice, 1 for teacher_fc, else torch's "
                     "default); small models run fastest on 1, especially on a busy machine")
+    sw.add_argument("--ensemble", type=_ensemble_arg, default="auto", metavar="N|auto",
+                    help="trials of a study trained at once as one batched ensemble, each with its own "
+                    "batches, initialisation and result (default auto: by device and model size; 1: one at a "
+                    "time). K-FAC and models with batch norm always run one at a time")
     sw.add_argument("--quiet", action="store_true",
                     help="no progress bars (shown only on a terminal; elsewhere a line per finished study)")
     sw.add_argument("--json", action="store_true", help="print the study summaries as JSON")
@@ -131,6 +135,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _ensemble_arg(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or 'auto', got {text!r}")
+    return value
+
+
 def _summary_dict(s) -> dict:
     d = dataclasses.asdict(s)
     d["trials_done"] = s.trials_done
@@ -159,7 +175,7 @@ def _sweep(args) -> int:
     trials = args.trials if args.trials is not None else (8 if args.quick else 16)
     summaries = run_sweep(workload, args.optimizers, args.batch_sizes, trials, args.store,
                           device=args.device, progress=False if args.quiet else None, seed=args.seed,
-                          data_dir=args.data_dir)
+                          data_dir=args.data_dir, ensemble=args.ensemble)
     if args.json:
         print(json.dumps([_summary_dict(s) for s in summaries], indent=2))
     else:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -31,6 +32,7 @@ __all__ = [
     "summarize",
     "summarize_store",
     "run_study",
+    "run_trials",
     "run_sweep",
     "format_table",
 ]
@@ -173,6 +175,7 @@ def run_study(
     progress: bool = False,
     instruments: Sequence = (),
     instrument_every: int | None = None,
+    ensemble: int | str = 1,
 ) -> StudySummary:
     """Run the trials of ``spec`` that ``store`` lacks, storing each as it finishes.
 
@@ -182,36 +185,68 @@ def run_study(
         data: the workload's ``DataSource`` (built once per sweep), on ``device``.
         device: a ``torch.device``.
         bar: an outer tqdm bar advanced once per trial (or None).
-        progress: show a per-trial bar over steps.
-        instruments, instrument_every: passed to every trial (``nnbench.trial.run``).
+        progress: show a per-trial (per-ensemble) bar over steps.
+        instruments, instrument_every: passed to every trial (``nnbench.trial.run``); trials with
+            instruments run one at a time.
+        ensemble: trials trained at once as one batched ensemble (``nnbench.ensemble``): a positive
+            integer or ``"auto"``; 1 runs them one at a time, as does a workload / optimizer that
+            ``nnbench.ensemble.ensemble_supported`` refuses (a warning says why when a size > 1 was asked
+            for explicitly).
     """
-    from nnbench.trial import run, trial_seed
+    from nnbench.ensemble import ensemble_size
 
     record = store.ensure_study(spec.definition(), spec.max_trials)
     done = store.finished_indices(record.id)
-    search = QuasiRandomSearch(spec.search_space, spec.seed)
-    for index in range(spec.max_trials):
-        if index in done:
-            continue
-        result = run(
-            spec.workload,
-            optimizer=spec.optimizer,
-            hparams=search.point(index),
-            batch_size=spec.batch_size,
-            seed=trial_seed(spec.seed, index),
-            index=index,
-            device=device,
-            data=data,
-            instruments=instruments,
-            instrument_every=instrument_every,
-            progress=progress,
-        )
+    missing = [i for i in range(spec.max_trials) if i not in done]
+    size = 1
+    if missing and not instruments:
+        size, why = ensemble_size(spec.workload, spec.optimizer, data, device, ensemble)
+        if why and ensemble != "auto":
+            warnings.warn(f"{why}: its trials run one at a time", stacklevel=2)
+
+    def store_result(result: TrialResult) -> None:
         store.write_trial(record.id, result)
         if bar is not None:
             bar.update(1)
             steps = "-" if result.steps_to_result is None else result.steps_to_result
-            bar.set_postfix_str(f"{spec.optimizer} B={spec.batch_size} #{index}: {result.status.value} {steps}")
+            bar.set_postfix_str(f"{spec.optimizer} B={spec.batch_size} #{result.index}: {result.status.value} {steps}")
+
+    for start in range(0, len(missing), size):
+        run_trials(spec, missing[start : start + size], store_result, data=data, device=device, progress=progress,
+                   instruments=instruments, instrument_every=instrument_every)
     return summarize(store, record)
+
+
+def run_trials(
+    spec: StudySpec,
+    indices: Sequence[int],
+    on_result,
+    *,
+    data,
+    device,
+    progress: bool = False,
+    instruments: Sequence = (),
+    instrument_every: int | None = None,
+) -> None:
+    """Run trials ``indices`` of ``spec``, calling ``on_result(result)`` as each finishes: one batched
+    ensemble for several indices (``nnbench.ensemble.run_ensemble``; the caller checked that the study
+    supports it), ``nnbench.trial.run`` for one."""
+    import nnbench.trial
+    from nnbench.ensemble import run_ensemble
+    from nnbench.trial import trial_seed
+
+    search = QuasiRandomSearch(spec.search_space, spec.seed)
+    common = {"optimizer": spec.optimizer, "batch_size": spec.batch_size, "device": device, "data": data,
+              "progress": progress}
+    if len(indices) > 1:
+        members = [(i, search.point(i), trial_seed(spec.seed, i)) for i in indices]
+        run_ensemble(spec.workload, members=members, on_result=on_result, **common)
+        return
+    for index in indices:
+        on_result(nnbench.trial.run(
+            spec.workload, hparams=search.point(index), seed=trial_seed(spec.seed, index), index=index,
+            instruments=instruments, instrument_every=instrument_every, **common,
+        ))
 
 
 def run_sweep(
@@ -229,6 +264,7 @@ def run_sweep(
     search_spaces: Mapping[str, SearchSpace] | None = None,
     instruments: Sequence = (),
     instrument_every: int | None = None,
+    ensemble: int | str = 1,
 ) -> list[StudySummary]:
     """Run (or resume, or extend) one study per (optimizer, batch size) of ``workload``.
 
@@ -247,6 +283,8 @@ def run_sweep(
         data_dir: local data of real data sets.
         search_spaces: per optimizer, a search space replacing the workload's default.
         instruments, instrument_every: passed to every trial.
+        ensemble: trials of a study trained at once as one batched ensemble: a positive integer, or
+            ``"auto"`` (chosen by device and model size); 1 runs them one at a time (see ``run_study``).
 
     Returns:
         One :class:`StudySummary` per (optimizer, batch size), in the order given.
@@ -279,6 +317,8 @@ def run_sweep(
             raise ValueError(f"batch_sizes must be positive integers, got {b!r}")
     if isinstance(trials_per_study, bool) or not isinstance(trials_per_study, int) or trials_per_study < 1:
         raise ValueError(f"trials_per_study must be a positive integer, got {trials_per_study!r}")
+    if ensemble != "auto" and (isinstance(ensemble, bool) or not isinstance(ensemble, int) or ensemble < 1):
+        raise ValueError(f"ensemble must be a positive integer or 'auto', got {ensemble!r}")
     search_spaces = dict(search_spaces or {})
     specs = [
         StudySpec(
@@ -304,7 +344,7 @@ def run_sweep(
             for spec in specs:
                 summaries.append(
                     run_study(spec, store, data=data, device=dev, bar=bar, progress=bars,
-                              instruments=instruments, instrument_every=instrument_every)
+                              instruments=instruments, instrument_every=instrument_every, ensemble=ensemble)
                 )
                 if progress is None and not bars:
                     print(_study_line(summaries[-1]), file=sys.stderr, flush=True)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -28,7 +29,9 @@ from nnbench.device import resolve_device, synchronize
 from nnbench.store import Measurement, Status, TrialResult
 from nnbench.workloads import Workload, build_workload_data
 
-__all__ = ["run", "evaluate", "make_loss", "trial_seed", "Instrument", "DIVERGENCE_FACTOR", "CHECK_EVERY"]
+__all__ = [
+    "run", "evaluate", "is_eval_step", "make_loss", "trial_seed", "Instrument", "DIVERGENCE_FACTOR", "CHECK_EVERY",
+]
 
 # Training loss above this multiple of the loss at initialisation counts as divergence. Loss spikes
 # of a healthy run stay within a few times the initial loss; a diverging run overshoots by orders of
@@ -102,28 +105,161 @@ def evaluate(
     try:
         for start in range(0, x.shape[0], batch_size):
             xb, yb = x[start : start + batch_size], y[start : start + batch_size]
-            out = model(xb)
-            if out.dtype in (torch.float16, torch.bfloat16):
-                out = out.float()  # sums of many half-precision terms lose digits
-            if task == "regression":
-                loss_sum += F.mse_loss(out, yb.reshape(out.shape).to(out.dtype), reduction="sum").double()
-                count += out.numel()
-            else:
-                logits = out.reshape(-1, out.shape[-1])  # (N or N*T, C)
-                labels = yb.reshape(-1)
-                loss_sum += F.cross_entropy(logits, labels, reduction="sum").double()
-                correct += (logits.argmax(dim=1) == labels).sum().double()
-                count += labels.numel()
+            batch_loss, batch_correct = _eval_sums(model(xb), yb, task)
+            loss_sum += batch_loss
+            correct += batch_correct
+            count += yb.numel()
     finally:
         model.train(was_training)
-    loss = float(loss_sum) / count  # one host read (and the sync it implies) per evaluation
+    # one host read (and the sync it implies) per evaluation
+    return _eval_values(float(loss_sum), float(correct), count, metric)
+
+
+def _eval_values(loss_sum: float, correct: float, count: int, metric: str) -> dict[str, float]:
+    """``{"<metric>": value, "loss": value}`` from the sums over ``count`` examples (or tokens)."""
+    loss = loss_sum / count
     if metric == "accuracy":
-        return {"accuracy": float(correct) / count, "loss": loss}
+        return {"accuracy": correct / count, "loss": loss}
     return {metric: loss, "loss": loss}
+
+
+def _eval_sums(out: Tensor, y: Tensor, task: str) -> tuple[Tensor, Tensor]:
+    """(summed loss, correctly predicted examples or tokens) of one evaluation batch: model output
+    ``out`` against targets ``y``, as float64 scalars (mse for regression, which has no correct count)."""
+    if out.dtype in (torch.float16, torch.bfloat16):
+        out = out.float()  # sums of many half-precision terms lose digits
+    if task == "regression":
+        loss = F.mse_loss(out, y.reshape(out.shape).to(out.dtype), reduction="sum").double()
+        return loss, torch.zeros_like(loss)
+    logits = out.reshape(-1, out.shape[-1])  # (N or N*T, C)
+    labels = y.reshape(-1)
+    loss = F.cross_entropy(logits, labels, reduction="sum").double()
+    return loss, (logits.argmax(dim=1) == labels).sum().double()
 
 
 def _reached(value: float, target: float, direction: str) -> bool:
     return math.isfinite(value) and (value >= target if direction == "max" else value <= target)
+
+
+# -- pieces shared with the ensemble runner (nnbench.ensemble): one definition of the protocol ------
+def is_eval_step(workload: Workload, step: int) -> bool:
+    """Whether a trial of ``workload`` evaluates after ``step`` training steps: at step 0, every
+    ``eval_every`` steps and at the last step of the budget."""
+    return step % workload.eval_every == 0 or step == workload.max_steps
+
+
+def _is_check_step(step: int, last_check: int, check_every: int, eval_now: bool) -> bool:
+    """Whether the training loss is read (divergence check) after ``step``: at step 1 (the loss at
+    initialisation), ``check_every`` steps after the last check, and at every evaluation."""
+    return step == 1 or step - last_check >= check_every or eval_now
+
+
+def _check_loop_args(batch_size, check_every, divergence_factor) -> None:
+    for name, value in (("batch_size", batch_size), ("check_every", check_every)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if not (isinstance(divergence_factor, (int, float)) and divergence_factor > 1 and math.isfinite(divergence_factor)):
+        raise ValueError(f"divergence_factor must be a finite number > 1, got {divergence_factor!r}")
+
+
+def _trial_hparams(workload: Workload, optimizer: str, hparams: Mapping[str, float]):
+    """Checked ``(hparams, schedule, optimizer hparams)`` of a trial (the schedule's are split off)."""
+    from nnbench.optim import build_schedule, optimizer_hparams
+
+    hparams = dict(hparams)
+    if "lr" not in hparams:
+        raise ValueError("hparams must contain lr")
+    allowed = set(optimizer_hparams(optimizer))
+    if workload.schedule == "linear_decay":
+        allowed |= set(_SCHEDULE_HPARAMS)
+    unknown = sorted(set(hparams) - allowed)
+    if unknown:
+        raise ValueError(
+            f"hparams {unknown} are not used by optimizer {optimizer!r} with schedule {workload.schedule!r}"
+        )
+    sched_kwargs = {}
+    if workload.schedule == "linear_decay":
+        missing = [k for k in _SCHEDULE_HPARAMS if k not in hparams]
+        if missing:
+            raise ValueError(f"workload {workload.name!r} uses linear_decay: hparams need {missing}")
+        sched_kwargs = {"decay_steps": max(1, round(hparams["decay_steps"])), "decay_factor": hparams["decay_factor"]}
+    schedule = build_schedule(workload.schedule, lr=hparams["lr"], **sched_kwargs)
+    opt_hparams = {k: v for k, v in hparams.items() if k not in _SCHEDULE_HPARAMS}
+    return hparams, schedule, opt_hparams
+
+
+def _trial_data(workload: Workload, data, dev: torch.device, data_dir: str | None):
+    """``data`` on ``dev`` (built when None), checked to hold the workload's evaluation split."""
+    if data is None:
+        data = build_workload_data(workload, device=dev, data_dir=data_dir)
+    elif data.device != dev:
+        data = data.to(dev)
+    if workload.eval_split not in getattr(data, "splits", (workload.eval_split,)):
+        raise ValueError(f"workload {workload.name!r}: data set has no split {workload.eval_split!r}")
+    return data
+
+
+@contextmanager
+def _seeded(seed: int, dev: torch.device):
+    """A private RNG scope seeded by ``seed``: a trial's initialisation depends on its seed only, and
+    the caller's global torch RNG state is left as it was."""
+    with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+        torch.manual_seed(seed % 2**63)
+        yield
+
+
+def _build_model(workload: Workload, data, dev: torch.device) -> nn.Module:
+    """The workload's model for ``data``, on ``dev``, in train mode (initialised from the global RNG)."""
+    from nnbench.models import build_model
+
+    model = build_model(workload.model, data.input_shape, data.num_outputs, **workload.model_kwargs)
+    return model.to(dev).train()
+
+
+def _divergence(mean: float, initial_loss: float, divergence_factor: float, first: int, last: int) -> str | None:
+    """Why the mean training loss ``mean`` over steps ``first..last`` marks a trial INFEASIBLE, or None."""
+    if not math.isfinite(mean):
+        return f"non-finite training loss in steps {first}..{last}"
+    if mean > divergence_factor * max(initial_loss, 1e-12):
+        return (f"training loss exploded: mean {mean:.4g} over steps {first}..{last} > "
+                f"{divergence_factor:g} x initial loss {initial_loss:.4g}")
+    return None
+
+
+def _eval_measurements(workload: Workload, step: int, train_loss: float | None, values: Mapping[str, float],
+                       lr: float, train_time: float, wall_time: float) -> list[Measurement]:
+    """The measurements of the evaluation after ``step`` steps (``train_loss``: mean since the last
+    evaluation, None at the first)."""
+    split, metric = workload.eval_split, workload.metric
+    out = [] if train_loss is None else [Measurement(step, "train_loss", train_loss)]
+    out.append(Measurement(step, f"{split}_{metric}", values[metric]))
+    if metric == "accuracy":  # otherwise the metric is the loss itself
+        out.append(Measurement(step, f"{split}_loss", values["loss"]))
+    out += [Measurement(step, "lr", lr), Measurement(step, "train_time", train_time),
+            Measurement(step, "wall_time", wall_time)]
+    return out
+
+
+def _trial_result(workload: Workload, *, index, status, hparams, steps_to_result, steps_run, evals, wall_time,
+                  device, seed, error, measurements) -> TrialResult:
+    finals = [v for v in evals if math.isfinite(v)]
+    best = None
+    if finals:
+        best = max(finals) if workload.direction == "max" else min(finals)
+    return TrialResult(
+        index=int(index),
+        status=status,
+        hparams={k: float(v) for k, v in hparams.items()},
+        steps_to_result=steps_to_result,
+        steps_run=steps_run,
+        final_metric=evals[-1] if evals and math.isfinite(evals[-1]) else None,
+        best_metric=best,
+        wall_time=wall_time,
+        device=str(device),
+        seed=int(seed),
+        error=error,
+        measurements=tuple(measurements),
+    )
 
 
 def run(
@@ -169,13 +305,10 @@ def run(
         evaluation), ``<split>_<metric>``, ``<split>_loss``, ``lr``, ``train_time`` (seconds spent in
         training steps so far, evaluation excluded) and ``wall_time`` (seconds since the start).
     """
-    from nnbench.models import build_model
-    from nnbench.optim import build_optimizer, build_schedule, optimizer_hparams
+    from nnbench.optim import build_optimizer
 
     dev = resolve_device(device)
-    for name, value in (("batch_size", batch_size), ("check_every", check_every)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    _check_loop_args(batch_size, check_every, divergence_factor)
     if instrument_every is not None and (
         isinstance(instrument_every, bool) or not isinstance(instrument_every, int) or instrument_every < 1
     ):
@@ -183,45 +316,15 @@ def run(
     instruments = list(instruments)
     if instruments and instrument_every is None:
         raise ValueError("instruments given without instrument_every")
-    if not (isinstance(divergence_factor, (int, float)) and divergence_factor > 1 and math.isfinite(divergence_factor)):
-        raise ValueError(f"divergence_factor must be a finite number > 1, got {divergence_factor!r}")
-    hparams = dict(hparams)
-    if "lr" not in hparams:
-        raise ValueError("hparams must contain lr")
-    allowed = set(optimizer_hparams(optimizer))
-    if workload.schedule == "linear_decay":
-        allowed |= set(_SCHEDULE_HPARAMS)
-    unknown = sorted(set(hparams) - allowed)
-    if unknown:
-        raise ValueError(
-            f"hparams {unknown} are not used by optimizer {optimizer!r} with schedule {workload.schedule!r}"
-        )
-    sched_kwargs = {}
-    if workload.schedule == "linear_decay":
-        missing = [k for k in _SCHEDULE_HPARAMS if k not in hparams]
-        if missing:
-            raise ValueError(f"workload {workload.name!r} uses linear_decay: hparams need {missing}")
-        sched_kwargs = {"decay_steps": max(1, round(hparams["decay_steps"])), "decay_factor": hparams["decay_factor"]}
-    schedule = build_schedule(workload.schedule, lr=hparams["lr"], **sched_kwargs)
-    opt_hparams = {k: v for k, v in hparams.items() if k not in _SCHEDULE_HPARAMS}
+    hparams, schedule, opt_hparams = _trial_hparams(workload, optimizer, hparams)
 
     start = time.perf_counter()
-    if data is None:
-        data = build_workload_data(workload, device=dev, data_dir=data_dir)
-    elif data.device != dev:
-        data = data.to(dev)
-    if workload.eval_split not in getattr(data, "splits", (workload.eval_split,)):
-        raise ValueError(f"workload {workload.name!r}: data set has no split {workload.eval_split!r}")
+    data = _trial_data(workload, data, dev, data_dir)
     loss_fn = make_loss(workload, data.task)
     eval_x, eval_y = data.eval_data(workload.eval_split)
 
-    # A private RNG scope: the model's initialisation depends on `seed` only, and the caller's
-    # global torch RNG state is left as it was.
-    fork_devices = [dev] if dev.type == "cuda" else []
-    with torch.random.fork_rng(devices=fork_devices):
-        torch.manual_seed(seed % 2**63)
-        model = build_model(workload.model, data.input_shape, data.num_outputs, **workload.model_kwargs)
-        model.to(dev).train()
+    with _seeded(seed, dev):
+        model = _build_model(workload, data, dev)
         opt = build_optimizer(optimizer, model, **opt_hparams)
         stream = data.train_stream(batch_size, seed)
         result = _loop(
@@ -229,32 +332,18 @@ def run(
             instruments, instrument_every, float(divergence_factor), check_every, progress, start,
         )
     status, steps_to_result, steps_run, evals, error, measurements = result
-    finals = [v for v in evals if math.isfinite(v)]
-    best = None
-    if finals:
-        best = max(finals) if workload.direction == "max" else min(finals)
-    return TrialResult(
-        index=int(index),
-        status=status,
-        hparams={k: float(v) for k, v in hparams.items()},
-        steps_to_result=steps_to_result,
-        steps_run=steps_run,
-        final_metric=evals[-1] if evals and math.isfinite(evals[-1]) else None,
-        best_metric=best,
-        wall_time=time.perf_counter() - start,
-        device=str(dev),
-        seed=int(seed),
-        error=error,
-        measurements=tuple(measurements),
+    return _trial_result(
+        workload, index=index, status=status, hparams=hparams, steps_to_result=steps_to_result,
+        steps_run=steps_run, evals=evals, wall_time=time.perf_counter() - start, device=dev, seed=seed,
+        error=error, measurements=measurements,
     )
-
 
 def _loop(workload, model, opt, schedule, loss_fn, stream, eval_set, task, dev, instruments,
           instrument_every, divergence_factor, check_every, progress, start):
     """The training loop; returns (status, steps_to_result, steps_run, eval metrics, error, measurements)."""
     from tqdm.auto import tqdm
 
-    split, metric = workload.eval_split, workload.metric
+    metric = workload.metric
     measurements: list[Measurement] = []
     evals: list[float] = []
     train_time = 0.0
@@ -270,16 +359,12 @@ def _loop(workload, model, opt, schedule, loss_fn, stream, eval_set, task, dev, 
     def record_eval(lr: float) -> bool:
         nonlocal total_at_eval, last_eval
         values = evaluate(model, *eval_set, task=task, metric=metric, batch_size=workload.eval_batch_size)
-        if step > last_eval:  # an evaluation step is always a check step: total_at_check is current
-            measurements.append(Measurement(step, "train_loss", (total_at_check - total_at_eval) / (step - last_eval)))
+        # an evaluation step is always a check step: total_at_check is current
+        train_loss = (total_at_check - total_at_eval) / (step - last_eval) if step > last_eval else None
+        measurements.extend(_eval_measurements(workload, step, train_loss, values, lr, train_time,
+                                               time.perf_counter() - start))
         total_at_eval = total_at_check
         last_eval = step
-        measurements.append(Measurement(step, f"{split}_{metric}", values[metric]))
-        if metric == "accuracy":  # otherwise the metric is the loss itself
-            measurements.append(Measurement(step, f"{split}_loss", values["loss"]))
-        measurements.append(Measurement(step, "lr", lr))
-        measurements.append(Measurement(step, "train_time", train_time))
-        measurements.append(Measurement(step, "wall_time", time.perf_counter() - start))
         evals.append(values[metric])
         bar.set_postfix({metric: f"{values[metric]:.4g}"}, refresh=False)
         return _reached(values[metric], workload.target, workload.direction)
@@ -315,18 +400,14 @@ def _loop(workload, model, opt, schedule, loss_fn, stream, eval_set, task, dev, 
             loss.backward()
             opt.step()
             loss_total += loss.detach()
-            eval_now = step % workload.eval_every == 0 or step == workload.max_steps
-            if step == 1 or step - last_check >= check_every or eval_now:
+            eval_now = is_eval_step(workload, step)
+            if _is_check_step(step, last_check, check_every, eval_now):
                 total = float(loss_total)  # the host read (a sync on a GPU) of this check window
                 mean = (total - total_at_check) / (step - last_check)
                 if initial_loss is None:
                     initial_loss = mean  # the loss at initialisation (step 1), the yardstick
-                if not math.isfinite(mean):
-                    why = f"non-finite training loss in steps {last_check + 1}..{step}"
-                    return finish(Status.INFEASIBLE, error=why, loss=mean)
-                if mean > divergence_factor * max(initial_loss, 1e-12):
-                    why = (f"training loss exploded: mean {mean:.4g} over steps {last_check + 1}..{step} > "
-                           f"{divergence_factor:g} x initial loss {initial_loss:.4g}")
+                why = _divergence(mean, initial_loss, divergence_factor, last_check + 1, step)
+                if why is not None:
                     return finish(Status.INFEASIBLE, error=why, loss=mean)
                 total_at_check, last_check = total, step
             if eval_now:

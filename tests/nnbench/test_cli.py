@@ -111,6 +111,15 @@ def test_cuda_without_gpu_is_a_clear_error(tmp_path, capsys):
     assert "CUDA is not available" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("value", ["0", "-2", "many", "1.5"])
+def test_bad_ensemble_size_names_the_flag(tmp_path, capsys, value):
+    with pytest.raises(SystemExit) as e:
+        main(SWEEP + ["--store", str(tmp_path / "s.sqlite"), "--ensemble", value])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "--ensemble" in err and "positive integer or 'auto'" in err and "Traceback" not in err
+
+
 def test_unknown_workload_and_help(capsys):
     with pytest.raises(SystemExit) as e:
         main(["sweep", "--workload", "imagenet"])

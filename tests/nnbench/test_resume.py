@@ -1,4 +1,5 @@
-"""A sweep killed with SIGKILL mid-way resumes without losing or repeating finished trials."""
+"""A sweep killed with SIGKILL mid-way resumes without losing or repeating finished trials, whether its
+trials run one at a time or as batched ensembles."""
 
 import os
 import signal
@@ -9,12 +10,18 @@ import time
 
 import pytest
 
-# 2 studies x 5 trials; every trial runs its whole 1,500-step budget (the target is out of reach),
-# about half a second each on one CPU thread, so the kill lands with some trials stored, not all.
-ARGS = ["-m", "nnbench", "sweep", "--workload", "teacher_fc", "--quick", "--optimizers", "sgd",
-        "--batch-sizes", "16", "64", "--trials", "5", "--max-steps", "1500", "--eval-every", "100",
-        "--target", "0.999", "--device", "cpu", "--threads", "1", "--quiet"]
-EXPECTED = 10
+# One at a time: 2 studies x 5 trials; every trial runs its whole 1,500-step budget (the target is out of
+# reach), about half a second each on one CPU thread, so the kill lands with some trials stored, not all.
+ALONE = ["-m", "nnbench", "sweep", "--workload", "teacher_fc", "--quick", "--optimizers", "sgd",
+         "--batch-sizes", "16", "64", "--trials", "5", "--max-steps", "1500", "--eval-every", "100",
+         "--target", "0.999", "--device", "cpu", "--threads", "1", "--quiet", "--ensemble", "1"]
+# Ensembles of 4: 1 study x 8 trials over lr in [3e-3, 5]; the members stop at different steps (trial 1
+# of the first ensemble reaches 0.7 after 200 steps, trials 2 and 3 after 500, trial 0 runs the whole
+# budget), so the first trial stored is a member of the first ensemble that finished while the rest of
+# it trains: the kill lands mid-ensemble.
+ENSEMBLE = ["-m", "nnbench", "sweep", "--workload", "teacher_fc", "--quick", "--optimizers", "sgd",
+            "--batch-sizes", "64", "--trials", "8", "--max-steps", "1000", "--eval-every", "50",
+            "--target", "0.7", "--device", "cpu", "--threads", "1", "--quiet", "--ensemble", "4"]
 
 
 def _rows(path):
@@ -44,9 +51,11 @@ def _count(path):
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX SIGKILL")
-def test_sigkill_then_resume(tmp_path):
+@pytest.mark.parametrize("args, studies, per_study", [(ALONE, 2, 5), (ENSEMBLE, 1, 8)], ids=["alone", "ensemble"])
+def test_sigkill_then_resume(tmp_path, args, studies, per_study):
+    expected = studies * per_study
     store = str(tmp_path / "resume.sqlite")
-    cmd = [sys.executable, *ARGS, "--store", store]
+    cmd = [sys.executable, *args, "--store", store]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 120
@@ -62,7 +71,7 @@ def test_sigkill_then_resume(tmp_path):
             proc.wait()
     assert proc.returncode == -signal.SIGKILL
     killed_trials, killed_meas = _rows(store)
-    assert 0 < len(killed_trials) < EXPECTED, "the kill should land mid-sweep"
+    assert 0 < len(killed_trials) < expected, "the kill should land mid-sweep"
     # a trial is atomic: no measurements without their trial row (the one killed mid-run left nothing)
     assert set(killed_meas) == {(s, i) for s, i, *_ in killed_trials}
 
@@ -70,12 +79,13 @@ def test_sigkill_then_resume(tmp_path):
     assert done.returncode == 0, done.stderr
     trials, meas = _rows(store)
     keys = [(s, i) for s, i, *_ in trials]
-    assert len(keys) == len(set(keys)) == EXPECTED  # nothing repeated, nothing missing
-    assert sorted({i for _, i in keys}) == list(range(5))
+    assert len(keys) == len(set(keys)) == expected  # nothing repeated, nothing missing
+    assert sorted({i for _, i in keys}) == list(range(per_study))
     # every trial finished before the kill is preserved exactly (same values, same finish time:
     # it was not re-run), with its measurements
     by_key = {(t[0], t[1]): t for t in trials}
     for t in killed_trials:
         assert by_key[(t[0], t[1])] == t
         assert meas[(t[0], t[1])] == killed_meas[(t[0], t[1])]
-    assert {t[2] for t in trials} == {"INCOMPLETE"}
+    statuses = {t[2] for t in trials}
+    assert statuses == ({"INCOMPLETE"} if args is ALONE else {"COMPLETE", "INCOMPLETE"})

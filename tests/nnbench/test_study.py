@@ -90,6 +90,67 @@ def test_divergent_trials_are_recorded_and_the_sweep_goes_on(tmp_path):
     assert all(t.error and t.hparams["lr"] > 1.0 for t in bad)
 
 
+def test_ensembles_store_what_one_trial_at_a_time_stores(tmp_path, count_trials):
+    space = {"sgd": SearchSpace((Param("lr", 0.03, 30.0, "log"),))}  # some trials diverge
+    kwargs = {"device": "cpu", "progress": False, "search_spaces": space}
+    alone = run_sweep(TINY, ["sgd"], [8, 32], 5, tmp_path / "one.sqlite", ensemble=1, **kwargs)
+    assert len(count_trials) == 10
+    together = run_sweep(TINY, ["sgd"], [8, 32], 5, tmp_path / "many.sqlite", ensemble=3, **kwargs)
+    assert len(count_trials) == 10  # chunks of 3 + 2 trials per study: ensembles only, no single trial
+    assert [(s.counts, s.steps_to_result, s.best_index) for s in together] == \
+        [(s.counts, s.steps_to_result, s.best_index) for s in alone]
+    assert sum(s.counts["INFEASIBLE"] for s in alone) >= 2 and sum(s.counts["COMPLETE"] for s in alone) >= 4
+    with Store(tmp_path / "one.sqlite") as one, Store(tmp_path / "many.sqlite") as many:
+        for a, b in zip(alone, together, strict=True):
+            for x, y in zip(one.trials(a.study_id), many.trials(b.study_id), strict=True):
+                assert (x.index, x.status, x.steps_to_result, x.steps_run, x.hparams, x.seed) == \
+                    (y.index, y.status, y.steps_to_result, y.steps_run, y.hparams, y.seed)
+                assert [(m.step, m.name) for m in x.measurements] == [(m.step, m.name) for m in y.measurements]
+
+
+def test_a_crash_mid_ensemble_keeps_the_members_stored_and_resumes_the_rest(tmp_path, monkeypatch):
+    import nnbench.ensemble
+
+    path = tmp_path / "crash.sqlite"
+    kwargs = {"device": "cpu", "progress": False, "search_spaces": SPACE, "ensemble": 4}
+    real_write = Store.write_trial
+
+    def crash_after_one(self, study_id, result):
+        if self.trials(study_id):
+            raise KeyboardInterrupt  # the process dies while the other members still train
+        real_write(self, study_id, result)
+
+    monkeypatch.setattr(Store, "write_trial", crash_after_one)
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(TINY, ["sgd"], [8], 4, path, **kwargs)
+    monkeypatch.setattr(Store, "write_trial", real_write)
+    with Store(path) as store:
+        (study,) = store.studies()
+        (first,) = store.trials(study.id)
+    members_run = []
+    real_ensemble = nnbench.ensemble.run_ensemble
+
+    def counting(*args, members, **kw):
+        members_run.extend(i for i, _, _ in members)
+        return real_ensemble(*args, members=members, **kw)
+
+    monkeypatch.setattr(nnbench.ensemble, "run_ensemble", counting)
+    run_sweep(TINY, ["sgd"], [8], 4, path, **kwargs)
+    assert sorted(members_run) == sorted(set(range(4)) - {first.index})  # the stored one is not re-run
+    with Store(path) as store:
+        trials = store.trials(study.id)
+    assert [t.index for t in trials] == list(range(4)) and trials[first.index] == first
+
+
+def test_ensembles_fall_back_to_one_trial_at_a_time(tmp_path, count_trials):
+    w = TINY.replace(max_steps=20, target=1.01)
+    with pytest.warns(UserWarning, match="KFAC.*one at a time"):
+        run_sweep(w, ["kfac"], [8], 2, tmp_path / "k.sqlite", device="cpu", progress=False, ensemble=2)
+    assert len(count_trials) == 2
+    run_sweep(w, ["kfac"], [16], 2, tmp_path / "k.sqlite", device="cpu", progress=False, ensemble="auto")
+    assert len(count_trials) == 4  # auto picks one at a time without a warning
+
+
 def _result(index, status, steps, lr):
     return TrialResult(index=index, status=status, hparams={"lr": lr}, steps_to_result=steps,
                        steps_run=steps or 100, final_metric=0.5, best_metric=0.5, wall_time=0.1, device="cpu",
@@ -125,11 +186,14 @@ def test_best_trial_and_edge_flags(tmp_path):
         ((["sgd"], [0], 2), "batch_sizes"),
         ((["sgd"], [], 2), "batch size"),
         ((["sgd"], [8], 0), "trials_per_study"),
+        ((["sgd"], [8], 2, {"ensemble": 0}), "ensemble"),
+        ((["sgd"], [8], 2, {"ensemble": "all"}), "ensemble"),
     ],
 )
 def test_bad_sweeps(tmp_path, args, match):
+    kwargs = args[3] if len(args) > 3 else {}
     with pytest.raises(ValueError, match=match):
-        run_sweep(TINY, *args, tmp_path / "x.sqlite", device="cpu", progress=False)
+        run_sweep(TINY, *args[:3], tmp_path / "x.sqlite", device="cpu", progress=False, **kwargs)
     with pytest.raises(ValueError, match="batch_size"):
         StudySpec(workload=TINY, optimizer="sgd", batch_size=0, search_space=SPACE["sgd"], max_trials=1)
 
