@@ -100,7 +100,7 @@ class NQM:
           binning: "accurate", "official" or "none" (see the module docstring).
         """
         h = V.vector("h", h, positive=True)
-        c = h.copy() if c is None else V.vector("c", c, positive=False, size=h.size)
+        c = h if c is None else V.vector("c", c, positive=False, size=h.size)   # NQM copies
         x0sq = V.vector("x0sq", x0sq, positive=False, size=h.size)
         V.choice("binning", binning, BINNINGS)
         if bins is None or binning == "none":

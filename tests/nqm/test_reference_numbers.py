@@ -51,6 +51,8 @@ def _cases() -> dict:
     sched = nqm.optimize_schedule(small, batch_size=64, n_pieces=20)
     mc = nqm.gradient_cosine_monte_carlo(nqm.NQM.paper(300, bins=None), [0, 5, 20], lr=0.5,
                                          batch_size=16, runs=4, seed=3)
+    mc_p = nqm.gradient_cosine_monte_carlo(nqm.NQM.paper(300, bins=None), [1, 2, 9], lr=0.3,
+                                           batch_size=8, power=0.5, runs=3, seed=5)
     return {
         "critical_tuned_momentum_p025": crit.to_dict(),
         "e_min_tuned_paper_p05": nqm.e_min(momentum="tune", power=0.5),
@@ -58,6 +60,7 @@ def _cases() -> dict:
         "critical_perfect_scaling": nqm.critical_batch(small, definition="perfect_scaling").value,
         "optimize_schedule_K20": [sched.steps, sched.risk, sched.schedule.lr.tolist()],
         "walk_monte_carlo": [mc.mean.tolist(), mc.std.tolist()],
+        "walk_monte_carlo_preconditioned": [mc_p.mean.tolist(), mc_p.std.tolist()],
         "paper_unbinned_d20000": _problem_digest(nqm.NQM.paper(20_000, bins=None)),
         "power_law_unbinned": _problem_digest(nqm.NQM.power_law(5000, a=1.5, q=0.5, bins=None)),
         "spectrum_with_repeats": _problem_digest(_spectrum_with_repeats()),
