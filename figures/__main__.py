@@ -7,7 +7,6 @@ so a figure computes exactly what it computes when run alone."""
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import multiprocessing
 import os
@@ -17,6 +16,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 from figures import FIGURES
+from figures._build import build
 from figures._style import DEFAULT_DOCS, DEFAULT_OUT
 
 
@@ -46,21 +46,13 @@ def _parser() -> argparse.ArgumentParser:
     return ap
 
 
-def _run(name: str, argv: list) -> tuple:
-    """Build one figure; returns (name, seconds, files)."""
-    module = importlib.import_module(f"figures.fig_{name}")
-    t0 = time.perf_counter()
-    files = module.main(argv)
-    return name, time.perf_counter() - t0, [str(f) for f in files]
-
-
 def _context():
     """Workers forked from a fresh server that has imported nqm and matplotlib (a fork of this
     process could inherit numba's running thread pool); spawned where there is no fork."""
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["figures._data", "figures._style"])
+    ctx.set_forkserver_preload(["figures._build", "figures._data", "figures._style"])
     return ctx
 
 
@@ -95,10 +87,10 @@ def main(argv=None) -> int:
     if jobs == 1:
         for name in names:
             bar.set_postfix_str(name)
-            report(*_run(name, sub))
+            report(*build(name, sub))
     else:
         with ProcessPoolExecutor(max_workers=jobs, mp_context=_context()) as pool:
-            for future in as_completed([pool.submit(_run, name, sub) for name in names]):
+            for future in as_completed([pool.submit(build, name, sub) for name in names]):
                 report(*future.result())
     bar.close()
     total = time.perf_counter() - total0

@@ -3,6 +3,8 @@ the runner's command line (--only, --list, --json, --jobs, unknown names) behave
 
 import importlib
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -58,11 +60,13 @@ def test_save_writes_png_and_pdf(tmp_path):
     assert (tmp_path / "x.pdf").read_bytes()[:5] == b"%PDF-"
 
 
-def test_runner_builds_figures_in_parallel_processes(tmp_path, capsys):
+def test_runner_builds_figures_in_parallel_processes(tmp_path):
+    """As users run it (``python -m``: the workers cannot import ``__main__``)."""
     names = ["momentum_rate", "momentum_vs_sgd"]
-    assert run_all(["--quick", "--out", str(tmp_path), "--only", *names, "--jobs", "2",
-                    "--json"]) == 0
-    report = json.loads(capsys.readouterr().out)
+    out = subprocess.run([sys.executable, "-m", "figures", "--quick", "--out", str(tmp_path),
+                          "--only", *names, "--jobs", "2", "--json"],
+                         capture_output=True, text=True, check=True).stdout
+    report = json.loads(out)
     assert report["jobs"] == 2 and [f["name"] for f in report["figures"]] == names
     assert all((tmp_path / f"{n}.png").stat().st_size > 5_000 for n in names)
     with pytest.raises(SystemExit):
