@@ -33,6 +33,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+import scipy.optimize  # noqa: F401  (loads scipy's BLAS, listed below)
+import threadpoolctl
 
 import nqm
 
@@ -77,15 +79,20 @@ def main(argv=None) -> int:
     problem = nqm.NQM.paper(binning="official")
     env = {"python": platform.python_version(), "numpy": np.__version__,
            "numba": __import__("numba").__version__, "cpu": platform.processor() or
-           platform.machine(), "cores": os.cpu_count()}
+           platform.machine(), "cores": os.cpu_count(),
+           # BLAS pools loaded (nqm runs L-BFGS-B inside with one thread: nqm._threads)
+           "blas": [f"{i['internal_api']} {i['num_threads']} threads"
+                    for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"],
+           "load_average": os.getloadavg()}
 
     # ---- 1. one 50-piece schedule
     B = float(args.batch_size)
     t = time.perf_counter()
     nqm.optimize_schedule(problem, batch_size=B, n_pieces=50)
     first_call = time.perf_counter() - t
-    ours_t, ours = _timed(lambda: nqm.optimize_schedule(problem, batch_size=B, n_pieces=50),
-                          args.repeats)
+    # a fresh problem object per timed call: nqm memoises tuned cells per problem object
+    ours_t, ours = _timed(lambda: nqm.optimize_schedule(nqm.NQM.paper(binning="official"),
+                                                        batch_size=B, n_pieces=50), args.repeats)
     t = time.perf_counter()
     port_steps, _ = op.optimized_schedule_steps(args.batch_size, 0.0, h, counts, n_pieces=50)
     port_t = time.perf_counter() - t
@@ -97,8 +104,9 @@ def main(argv=None) -> int:
 
     # ---- 2. Fig. 3b sweep
     Bs, Ps = nqm.FIG3B_BATCH_SIZES, (0.0, 0.25, 0.5, 0.75)
-    sweep_t, sweep = _timed(lambda: nqm.schedule_sweep(problem, batch_sizes=Bs, powers=Ps,
-                                                       n_pieces=10), args.repeats)
+    sweep_t, sweep = _timed(lambda: nqm.schedule_sweep(nqm.NQM.paper(binning="official"),
+                                                       batch_sizes=Bs, powers=Ps, n_pieces=10),
+                            args.repeats)
     cells = [(i, j) for i in range(len(Ps)) for j in range(len(Bs))]
     run = cells[::args.stride] if args.quick else cells
     rows, port_total = [], 0.0

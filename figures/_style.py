@@ -122,13 +122,15 @@ def problem_note(problem) -> str:
 
 
 def save(fig, out: Path, name: str, *, quick: bool = False, docs: Path | None = None) -> list[Path]:
-    """Write ``out/name.png`` and ``out/name.pdf`` (and ``docs/name.png``, small); close ``fig``.
+    """Write ``out/name.png`` and ``out/name.pdf`` (``--quick``: a low-resolution PNG only; the
+    PDF's layout and fonts cost as much as the PNG) and ``docs/name.png``, small; close ``fig``.
     Returns the paths written."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    paths = [out / f"{name}.png", out / f"{name}.pdf"]
+    paths = [out / f"{name}.png"] + ([] if quick else [out / f"{name}.pdf"])
     fig.savefig(paths[0], dpi=70 if quick else 150)
-    fig.savefig(paths[1])
+    if not quick:
+        fig.savefig(paths[1])
     if docs is not None:
         docs = Path(docs)
         docs.mkdir(parents=True, exist_ok=True)

@@ -6,89 +6,91 @@ numba kernels (``nqm._kernels``). nqm never imports torch.
 Start with ``nqm.critical_batch()`` (the paper's problem, SGD, target 0.01) or ``python -m nqm``.
 """
 
-from nqm.bounds import LowerBoundResult, lower_bound_steps
-from nqm.critical import CriticalBatchResult, critical_batch, e_min, s_min
-from nqm.fit import CriticalBatchFit, CriticalBatchFitWarning, fit_critical_batch
-from nqm.optimizers import Optimizer, stability_limit
-from nqm.problem import NQM
-from nqm.rates import convergence_rate
-from nqm.risk import RiskCurve, risk, risk_curve, steady_state_risk
-from nqm.schedule_opt import (
-    FIG3B_BATCH_SIZES,
-    OptimizedSchedule,
-    ScheduleSweepResult,
-    optimal_schedule_for_steps,
-    optimize_schedule,
-    schedule_sweep,
-)
-from nqm.schedules import (
-    Schedule,
-    ScheduleRiskCurve,
-    constant,
-    cosine_decay,
-    exponential_decay,
-    from_steps,
-    linear_decay,
-    piecewise_constant,
-    schedule_risk,
-    schedule_risk_curve,
-    schedule_risk_grad,
-    step_decay,
-    warmup,
-)
-from nqm.steps import StepsResult, steps_to_target
-from nqm.sweep import PAPER_BATCH_SIZES, PAPER_POWERS, SweepResult, batch_size_sweep
-from nqm.tuning import OptimalResult, optimal_hyperparameters, optimal_lr
-from nqm.walk import CosineSample, WalkStats, gradient_cosine_monte_carlo, walk_stats
+from __future__ import annotations
 
-__all__ = [
-    "NQM",
-    "Optimizer",
-    "stability_limit",
-    "risk",
-    "risk_curve",
-    "steady_state_risk",
-    "RiskCurve",
-    "steps_to_target",
-    "StepsResult",
-    "optimal_lr",
-    "optimal_hyperparameters",
-    "OptimalResult",
-    "batch_size_sweep",
-    "SweepResult",
-    "PAPER_BATCH_SIZES",
-    "PAPER_POWERS",
-    "critical_batch",
-    "CriticalBatchResult",
-    "s_min",
-    "e_min",
-    "fit_critical_batch",
-    "CriticalBatchFit",
-    "CriticalBatchFitWarning",
-    "lower_bound_steps",
-    "LowerBoundResult",
-    "convergence_rate",
-    "walk_stats",
-    "WalkStats",
-    "gradient_cosine_monte_carlo",
-    "CosineSample",
-    "Schedule",
-    "ScheduleRiskCurve",
-    "constant",
-    "piecewise_constant",
-    "from_steps",
-    "linear_decay",
-    "step_decay",
-    "exponential_decay",
-    "cosine_decay",
-    "warmup",
-    "schedule_risk",
-    "schedule_risk_curve",
-    "schedule_risk_grad",
-    "optimize_schedule",
-    "optimal_schedule_for_steps",
-    "OptimizedSchedule",
-    "schedule_sweep",
-    "ScheduleSweepResult",
-    "FIG3B_BATCH_SIZES",
-]
+import importlib
+import sys
+import types
+
+# public name -> module that defines it; imported on first use (PEP 562), so that
+# ``import nqm`` does not load numba, the kernels or scipy until something is computed
+_EXPORTS = {
+    "NQM": "nqm.problem",
+    "Optimizer": "nqm.optimizers",
+    "stability_limit": "nqm.optimizers",
+    "risk": "nqm.risk",
+    "risk_curve": "nqm.risk",
+    "steady_state_risk": "nqm.risk",
+    "RiskCurve": "nqm.risk",
+    "steps_to_target": "nqm.steps",
+    "StepsResult": "nqm.steps",
+    "optimal_lr": "nqm.tuning",
+    "optimal_hyperparameters": "nqm.tuning",
+    "OptimalResult": "nqm.tuning",
+    "batch_size_sweep": "nqm.sweep",
+    "SweepResult": "nqm.sweep",
+    "PAPER_BATCH_SIZES": "nqm.sweep",
+    "PAPER_POWERS": "nqm.sweep",
+    "critical_batch": "nqm.critical",
+    "CriticalBatchResult": "nqm.critical",
+    "s_min": "nqm.critical",
+    "e_min": "nqm.critical",
+    "fit_critical_batch": "nqm.fit",
+    "CriticalBatchFit": "nqm.fit",
+    "CriticalBatchFitWarning": "nqm.fit",
+    "lower_bound_steps": "nqm.bounds",
+    "LowerBoundResult": "nqm.bounds",
+    "convergence_rate": "nqm.rates",
+    "walk_stats": "nqm.walk",
+    "WalkStats": "nqm.walk",
+    "gradient_cosine_monte_carlo": "nqm.walk",
+    "CosineSample": "nqm.walk",
+    "Schedule": "nqm.schedules",
+    "ScheduleRiskCurve": "nqm.schedules",
+    "constant": "nqm.schedules",
+    "piecewise_constant": "nqm.schedules",
+    "from_steps": "nqm.schedules",
+    "linear_decay": "nqm.schedules",
+    "step_decay": "nqm.schedules",
+    "exponential_decay": "nqm.schedules",
+    "cosine_decay": "nqm.schedules",
+    "warmup": "nqm.schedules",
+    "schedule_risk": "nqm.schedules",
+    "schedule_risk_curve": "nqm.schedules",
+    "schedule_risk_grad": "nqm.schedules",
+    "optimize_schedule": "nqm.schedule_opt",
+    "optimal_schedule_for_steps": "nqm.schedule_opt",
+    "OptimizedSchedule": "nqm.schedule_opt",
+    "schedule_sweep": "nqm.schedule_opt",
+    "ScheduleSweepResult": "nqm.schedule_opt",
+    "FIG3B_BATCH_SIZES": "nqm.schedule_opt",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'nqm' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value             # later lookups skip this function
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))
+
+
+class _Package(types.ModuleType):
+    """Importing the submodule ``nqm.risk`` binds it as attribute ``risk`` of the package; the
+    public ``nqm.risk`` is the function, so that binding is dropped (the module stays importable
+    by name, ``importlib.import_module("nqm.risk")``)."""
+
+    def __setattr__(self, name, value):
+        if not (name in _EXPORTS and isinstance(value, types.ModuleType)):
+            super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
+

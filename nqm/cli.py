@@ -21,7 +21,6 @@ from nqm import schedules
 from nqm._pipe import quiet_on_broken_pipe
 from nqm.bounds import lower_bound_steps
 from nqm.critical import DEFINITIONS, critical_batch
-from nqm.fit import CriticalBatchFitWarning, fit_critical_batch
 from nqm.optimizers import stability_limit
 from nqm.problem import BINNINGS, NQM
 from nqm.risk import risk_curve
@@ -431,6 +430,8 @@ def main(argv=None) -> int:
         if args.command == "critical-batch" and (args.points or args.csv):
             flag = "--points" if args.points else f"--csv {args.csv}"
             pts = points.from_args(args.points) if args.points else points.from_csv(args.csv)
+            from nqm.fit import CriticalBatchFitWarning, fit_critical_batch  # scipy: only for a fit
+
             try:
                 with warnings.catch_warnings():        # the table and the JSON carry them
                     warnings.simplefilter("ignore", CriticalBatchFitWarning)

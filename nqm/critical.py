@@ -35,15 +35,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import scipy.optimize
 
 from nqm import _kernels as K
 from nqm import _validate as V
-from nqm.fit import CriticalBatchFit, fit_critical_batch
+from nqm._memo import memo
+from nqm._nelder_mead import nelder_mead
 from nqm.problem import NQM
 from nqm.tuning import _check_problem, tune_cells
+
+if TYPE_CHECKING:
+    from nqm.fit import CriticalBatchFit
 
 __all__ = ["CriticalBatchResult", "critical_batch", "e_min", "s_min", "DEFINITIONS"]
 
@@ -116,9 +120,13 @@ def s_min(problem: NQM | None = None, *, momentum=0.0, nesterov: bool = False,
 
 
 def _sgd_flow_e_min(problem: NQM, power: float, target: float) -> tuple[float, float]:
-    k, c_eff = problem.preconditioned(power)
-    wt = 0.5 * problem.counts * problem.h
-    n, kappa = K._e_min(k, c_eff, problem.x0sq, wt, target)
+    key = ("sgd flow e_min", power, target)       # also the start of tuned momentum's E_min
+    done = memo(problem)
+    if key not in done:
+        k, c_eff = problem.preconditioned(power)
+        wt = 0.5 * problem.counts * problem.h
+        done[key] = K._e_min(k, c_eff, problem.x0sq, wt, target)
+    n, kappa = done[key]
     if n < 0:
         raise ValueError(f"target={target!r} is unreachable in the small-batch limit")
     return float(n), float(kappa)
@@ -140,18 +148,21 @@ def _momentum_flow_e_min(problem: NQM, power: float, target: float) -> tuple[flo
         state["tau"] = tau
         return tau / gamma / n_sgd
 
-    best = None
+    best_x, best_f = None, math.inf
     for g in (3.0, 10.0, 30.0, 100.0):          # damping: gamma n_sgd from underdamped to SGD-like
         z0 = np.array([math.log(kappa), math.log(g / n_sgd)])
         state["tau"] = g
-        res = scipy.optimize.minimize(examples, z0, method="Nelder-Mead",
-                                      options={"xatol": 1e-6, "fatol": 1e-10, "maxiter": 2000})
-        if best is None or res.fun < best.fun:
-            best = res
-    n = best.fun * n_sgd
+        # scipy's Nelder-Mead with maxiter 2000, but stopped once the search is in a cycle
+        # (``nqm._nelder_mead``; the crossing's warm start makes the value at a point jitter by
+        # ~1e-13, so scipy never met fatol and ran all 2000 iterations): same result, exactly
+        x, f, _ = nelder_mead(examples, z0, xatol=1e-6, fatol=1e-10, maxiter=2000,
+                              state=lambda: state["tau"])
+        if best_x is None or f < best_f:
+            best_x, best_f = x, f
+    n = best_f * n_sgd
     if n >= n_sgd:
         return n_sgd, kappa, math.inf
-    return float(n), math.exp(best.x[0]), math.exp(best.x[1])
+    return float(n), math.exp(best_x[0]), math.exp(best_x[1])
 
 
 def e_min(problem: NQM | None = None, *, momentum=0.0, nesterov: bool = False,
@@ -163,7 +174,11 @@ def e_min(problem: NQM | None = None, *, momentum=0.0, nesterov: bool = False,
     p, tgt = V.power(power), V.target(target)
     del nesterov          # heavy ball and Nesterov share the small-batch limit
     if mom == V.TUNE:
-        return _momentum_flow_e_min(problem, p, tgt)[0]
+        done = memo(problem)
+        key = ("momentum flow e_min", p, tgt)
+        if key not in done:
+            done[key] = _momentum_flow_e_min(problem, p, tgt)
+        return done[key][0]
     return _sgd_flow_e_min(problem, p, tgt)[0]
 
 
@@ -189,6 +204,8 @@ def _log2_root(fun, lo=-10.0, hi=60.0) -> float:
 
 
 def _fit(batch_sizes, steps) -> CriticalBatchResult:
+    from nqm.fit import fit_critical_batch  # here: it imports scipy.optimize/stats (~0.4 s)
+
     f = fit_critical_batch(batch_sizes, steps)
     return CriticalBatchResult(value=f.b_crit, definition="mccandlish_fit", s_min=f.s_min,
                                e_min=f.e_min, optimizer="measured", residual_rms=f.residual_rms,

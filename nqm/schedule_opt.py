@@ -42,10 +42,10 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.optimize
 
 from nqm import _kernels as K
 from nqm import _validate as V
+from nqm._threads import one_blas_thread
 from nqm.bounds import lower_bound_steps
 from nqm.optimizers import stability_limit
 from nqm.problem import NQM
@@ -175,8 +175,11 @@ class _Problem:
             r, g = self.risk(x, lengths, True)
             return math.log(r), g / r
 
-        res = scipy.optimize.minimize(fun, best_x, jac=True, method="L-BFGS-B",
-                                      bounds=[(K.X_LO, K.X_HI)] * n, options=_LBFGS)
+        import scipy.optimize  # here: importing it costs ~0.4 s, most users of nqm never need it
+
+        with one_blas_thread():
+            res = scipy.optimize.minimize(fun, best_x, jac=True, method="L-BFGS-B",
+                                          bounds=[(K.X_LO, K.X_HI)] * n, options=_LBFGS)
         if res.fun < best_f:
             # the objective at res.x, re-evaluated exactly (not a line-search estimate)
             r, _ = self.risk(res.x, lengths, False)

@@ -28,10 +28,10 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.optimize
 
 from nqm import _kernels as K
 from nqm import _validate as V
+from nqm._memo import memo
 from nqm.optimizers import stability_limit
 from nqm.problem import NQM
 
@@ -134,9 +134,21 @@ def tune_cells(problem: NQM, batch_sizes, powers, momentum, nesterov: bool,
             Kc[i * B.size + j] = k
             NVc[i * B.size + j] = 0.0 if math.isinf(b) else c_eff / b
     wt = 0.5 * problem.counts * problem.h
-    out = K._tune_cells(np.full(ncell, code, np.int64), np.full(ncell, tune),
-                        np.full(ncell, y_fixed), Kc, NVc, problem.x0sq, wt,
-                        np.full(ncell, target)).reshape(P.size, B.size, 8)
+    # each cell is tuned on its own, so a cell already tuned on this problem (e.g. by a sweep
+    # before the S_min ladder) is taken from the problem's memo, not tuned again
+    done = memo(problem)
+    keys = [("tuned cell", code, bool(tune), float(y_fixed), float(p), float(b), float(target))
+            for p in P for b in B]
+    todo: dict = {}
+    for i, key in enumerate(keys):
+        if key not in done:
+            todo.setdefault(key, i)
+    if todo:
+        idx, n = list(todo.values()), len(todo)
+        rows = K._tune_cells(np.full(n, code, np.int64), np.full(n, tune), np.full(n, y_fixed),
+                             Kc[idx], NVc[idx], problem.x0sq, wt, np.full(n, target))
+        done.update(zip(todo, rows, strict=True))
+    out = np.array([done[key] for key in keys]).reshape(P.size, B.size, 8)
     _adopt_neighbours(out, code, B, Kc.reshape(P.size, B.size, nb), NVc.reshape(P.size, B.size, nb),
                       problem.x0sq, wt, target)
     return out
@@ -248,6 +260,8 @@ def optimal_hyperparameters(problem: NQM | None = None, *, batch_size: float,
         r = tune_cells(problem, [B], [p], mom, bool(nesterov), tgt, em)[0, 0]
         rows[p] = r
         return r[4]
+
+    import scipy.optimize  # here: importing it costs ~0.4 s, most callers never need it
 
     opt = scipy.optimize.minimize_scalar(relaxed, bounds=(0.0, 1.0), method="bounded",
                                          options={"xatol": 1e-4})

@@ -237,17 +237,21 @@ def gradient_cosine_monte_carlo(problem: NQM, steps, *, lr: float, batch_size: f
     x = rng.standard_normal((runs, h.size)) * np.sqrt(np.repeat(problem.x0sq, reps))
     want = set(ts.tolist())
     out = np.empty((ts.size, runs))
-    g_prev = None
+    g, g_prev, hx = (np.empty_like(x) for _ in range(3))     # in place: no (runs, d) temporaries
     j = 0
     for t in range(int(ts[-1]) + 2):
-        g = h * x + sd * rng.standard_normal(x.shape)      # mini-batch gradient at theta_t
+        g_prev, g = g, g_prev
+        rng.standard_normal(out=g)
+        g *= sd
+        np.multiply(h, x, out=hx)
+        g += hx                                            # mini-batch gradient h x + noise
         if t - 1 in want:
             num = np.einsum("rd,rd->r", g_prev, g)
             out[j] = num / np.sqrt(np.einsum("rd,rd->r", g_prev, g_prev) *
                                    np.einsum("rd,rd->r", g, g))
             j += 1
-        x -= step * g
-        g_prev = g
+        np.multiply(step, g, out=hx)
+        x -= hx
     return CosineSample(steps=ts.astype(np.float64), mean=out.mean(axis=1),
                         std=out.std(axis=1, ddof=1), runs=int(runs), seed=int(seed),
                         lr=opt.lr, batch_size=B, power=opt.power)

@@ -1,8 +1,10 @@
-"""Every figure script runs in --quick mode and writes a non-empty PNG and PDF; the runner's
-command line (--only, --list, --json, unknown names) behaves."""
+"""Every figure script runs in --quick mode and writes a non-empty PNG (a full run adds a PDF);
+the runner's command line (--only, --list, --json, --jobs, unknown names) behaves."""
 
 import importlib
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -11,13 +13,12 @@ from figures.__main__ import main as run_all
 
 
 @pytest.mark.parametrize("name", list(FIGURES))
-def test_figure_quick_writes_png_and_pdf(name, tmp_path):
+def test_figure_quick_writes_a_png(name, tmp_path):
     module = importlib.import_module(f"figures.fig_{name}")
     files = module.main(["--quick", "--out", str(tmp_path), "--quiet"])
-    assert sorted(f.name for f in files) == sorted([f"{name}.png", f"{name}.pdf"])
-    png, pdf = tmp_path / f"{name}.png", tmp_path / f"{name}.pdf"
+    assert [f.name for f in files] == [f"{name}.png"]           # --quick: no PDF
+    png = tmp_path / f"{name}.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5_000
-    assert pdf.read_bytes()[:5] == b"%PDF-" and pdf.stat().st_size > 5_000
 
 
 def test_runner_only_json_and_docs(tmp_path, capsys):
@@ -46,3 +47,27 @@ def test_every_figure_module_exists_and_every_script_is_registered():
 
     scripts = {p.stem[4:] for p in Path(figures.__file__).parent.glob("fig_*.py")}
     assert scripts == set(FIGURES)
+
+
+def test_save_writes_png_and_pdf(tmp_path):
+    from figures import _style as S
+
+    with S.context():
+        fig, axes = S.subplots()
+        axes[0, 0].plot([1, 2, 4], [3, 1, 2])
+        files = S.save(fig, tmp_path, "x")
+    assert [f.name for f in files] == ["x.png", "x.pdf"]
+    assert (tmp_path / "x.pdf").read_bytes()[:5] == b"%PDF-"
+
+
+def test_runner_builds_figures_in_parallel_processes(tmp_path):
+    """As users run it (``python -m``: the workers cannot import ``__main__``)."""
+    names = ["momentum_rate", "momentum_vs_sgd"]
+    out = subprocess.run([sys.executable, "-m", "figures", "--quick", "--out", str(tmp_path),
+                          "--only", *names, "--jobs", "2", "--json"],
+                         capture_output=True, text=True, check=True).stdout
+    report = json.loads(out)
+    assert report["jobs"] == 2 and [f["name"] for f in report["figures"]] == names
+    assert all((tmp_path / f"{n}.png").stat().st_size > 5_000 for n in names)
+    with pytest.raises(SystemExit):
+        run_all(["--jobs", "0"])
