@@ -5,9 +5,10 @@ search (the points a sweep runs, seed 0) are trained for the whole step budget w
 target, recording the validation accuracy at every evaluation. Per (optimizer, B) the *best of the
 search* is the highest accuracy any of its trials reaches within the budget, and for every candidate
 target the table says which (optimizer, B) have a trial that reaches it, and in how many steps.
-The workload's target is the highest candidate that the best trial of most (optimizer, B) reach
-within the budget, so that a sweep measures steps to a level well-tuned runs attain rather than the
-noise ceiling of a 400-image validation set (one image is 0.25%).
+The recommended target is the highest candidate that the best trial of every (optimizer, B) exceeds
+by at least one validation image (1/400 = 0.25%) within the budget: a level well-tuned runs attain
+with a margin, not the ceiling a lucky evaluation touches once (where steps to result would measure
+evaluation noise).
 
     PYTHONPATH=$PWD python benchmarks/digits_calibration.py --workload digits_mlp --quick
     PYTHONPATH=$PWD python benchmarks/digits_calibration.py --workload digits_cnn --quick \\
@@ -61,17 +62,23 @@ def main(argv=None) -> int:
                 steps = [next((s for s, v in c if v >= target), None) for c in curves]
                 steps = [s for s in steps if s is not None]
                 first[str(target)] = min(steps) if steps else None
-            rows.append({"optimizer": opt, "batch_size": b, "best_accuracy": best, "steps_to": first})
+            rows.append({"optimizer": opt, "batch_size": b, "best_accuracy": best, "steps_to": first,
+                         "trial_best_accuracy": [max(v for _, v in c) for c in curves]})
             print(f"{opt:9s} B={b:5d} best {best:.4f}  steps to " +
                   " ".join(f"{t}:{first[str(t)] or '-'}" for t in CANDIDATES), flush=True)
     reached = {str(t): sum(r["steps_to"][str(t)] is not None for r in rows) for t in CANDIDATES}
+    image = 1.0 / data.eval_data("validation")[1].shape[0]
+    margin = [t for t in CANDIDATES if all(r["best_accuracy"] >= t + image - 1e-12 for r in rows)]
+    recommended = max(margin) if margin else None
     print(f"(optimizer, B) reaching each target within {workload.max_steps} steps, of {len(rows)}: "
           + " ".join(f"{t}:{n}" for t, n in reached.items()))
+    print(f"recommended target (every best-of-search exceeds it by >= one image): {recommended}")
     print(f"{time.perf_counter() - t0:.0f} s")
     if args.out:
         with open(args.out, "w") as f:
             json.dump({"workload": args.workload, "max_steps": workload.max_steps, "trials": args.trials,
-                       "rows": rows, "reached": reached}, f, indent=1)
+                       "eval_every": workload.eval_every, "lr_ranges": dict(workload.lr_ranges),
+                       "rows": rows, "reached": reached, "recommended_target": recommended}, f, indent=1)
     return 0
 
 

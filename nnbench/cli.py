@@ -7,7 +7,7 @@
     nnbench export --store runs/nnbench.sqlite --out runs/trials.csv --measurements runs/measurements.csv
     nnbench workloads                            # the registered workloads
     nnbench compare --store runs/nnbench.sqlite  # the NQM's prediction beside the sweep (figure + table)
-    nnbench import-batch-science DATA/fashion_mnist/simple_cnn_base --target 0.1 --store runs/shallue.sqlite
+    nnbench import-batch-science DATA/mnist/simple_cnn_base --target 0.01 --store runs/shallue.sqlite
     nnbench export --store runs/nnbench.sqlite --format batch-science runs/batch_science  # Shallue et al.'s layout
 
 A sweep stores every trial in the SQLite file as it finishes; running the same command again resumes
