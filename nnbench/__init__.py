@@ -6,7 +6,8 @@ torch) stay importable; touching ``nnbench.build_model`` and the like imports th
 
 Subpackages: ``nnbench.data`` (data sources), ``nnbench.models``, ``nnbench.optim`` (optimizers incl.
 K-FAC, schedules), ``nnbench.instruments`` (torch.func measurements); modules ``workloads``,
-``search``, ``trial``, ``study``, ``store``, ``device``, ``cli``.
+``search``, ``trial``, ``study``, ``store``, ``batch_science`` (Shallue et al.'s published layout),
+``device``, ``cli``.
 """
 
 from importlib import import_module
@@ -39,6 +40,8 @@ _EXPORTS = {
     "StudySummary": "nnbench.study",
     "run_sweep": "nnbench.study",
     "summarize_store": "nnbench.study",
+    "import_batch_science": "nnbench.batch_science",
+    "export_batch_science": "nnbench.batch_science",
     "resolve_device": "nnbench.device",
     "as_trial_instrument": "nnbench.instruments",
     "gradient_noise_scale": "nnbench.instruments",

@@ -7,6 +7,8 @@
     nnbench export --store runs/nnbench.sqlite --out runs/trials.csv --measurements runs/measurements.csv
     nnbench workloads                            # the registered workloads
     nnbench compare --store runs/nnbench.sqlite  # the NQM's prediction beside the sweep (figure + table)
+    nnbench import-batch-science DATA/mnist/simple_cnn_base --target 0.01 --store runs/shallue.sqlite
+    nnbench export --store runs/nnbench.sqlite --format batch-science runs/batch_science  # Shallue et al.'s layout
 
 A sweep stores every trial in the SQLite file as it finishes; running the same command again resumes
 it (finished trials are never re-run) and a larger ``--trials`` extends its studies.
@@ -51,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Quick start (a few minutes on 2 CPU cores, no download): python -m nnbench sweep --quick",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{sweep,status,export,workloads,compare}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{sweep,status,export,workloads,compare,import-batch-science}")
 
     sw = sub.add_parser(
         "sweep",
@@ -99,14 +101,42 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--workload", default=None, help="only this workload's studies")
     st.add_argument("--json", action="store_true", help="print JSON")
 
-    ex = sub.add_parser("export", help="write the trials (and measurements) of a store to CSV",
+    ex = sub.add_parser("export", help="write the trials (and measurements) of a store to CSV, or the "
+                        "whole store in Shallue et al.'s batch_science layout",
                         description="Write every trial of a store to a CSV file, one row each (study, "
                         "status, steps to result, hyperparameters as hp_<name> columns), and with "
-                        "--measurements every recorded (step, name, value) to another.")
+                        "--measurements every recorded (step, name, value) to another; or, with "
+                        "--format batch-science, the whole store in Shallue et al.'s published layout.")
     ex.add_argument("--store", default=DEFAULT_STORE, help=f"SQLite file (default {DEFAULT_STORE})")
-    ex.add_argument("--out", required=True, help="CSV file for the trials (one row each)")
+    ex.add_argument("--out", default=None,
+                    help="csv: CSV file for the trials (one row each); batch-science: the folder (or give DIR)")
     ex.add_argument("--measurements", default=None, metavar="CSV",
-                    help="also write every measurement (study, trial, step, name, value) to this CSV file")
+                    help="csv: also write every measurement (study, trial, step, name, value) to this CSV file")
+    ex.add_argument("--format", default="csv", choices=["csv", "batch-science"],
+                    help="csv (default), or batch-science: dataset/model/optimizer/batch_size/study.json and "
+                    "trial_id/{metadata.json,measurements.csv} under DIR (Shallue et al.'s published layout)")
+    ex.add_argument("--workload", default=None, help="batch-science: only this workload's studies")
+    ex.add_argument("dir", nargs="?", default=None, metavar="DIR",
+                    help="batch-science: the (new or empty) folder to write (same as --out)")
+
+    ib = sub.add_parser(
+        "import-batch-science", help="read Shallue et al.'s published measurements (batch_science layout) "
+        "into a store",
+        description="Read every study under DIR (the whole batch_science archive, one dataset, one "
+        "workload dataset/model/optimizer, or one study folder) into --store, keeping study, trial and "
+        "measurement identities and statuses. Steps to result is their rule: among COMPLETE trials, the "
+        "first evaluation whose --metric column beats --target (strictly), fewest steps over trials. "
+        "Studies exported by nnbench carry their own metric and target. Importing again skips stored trials.")
+    ib.add_argument("dir", metavar="DIR", help="a folder holding study.json files at any depth")
+    ib.add_argument("--store", default=DEFAULT_STORE, help=f"SQLite file (default {DEFAULT_STORE})")
+    ib.add_argument("--metric", default=None,
+                    help="measurements.csv column compared with --target (default val/classification_error)")
+    ib.add_argument("--target", type=float, default=None,
+                    help="threshold that counts as reached (needed for Shallue et al.'s data, e.g. their goal error)")
+    ib.add_argument("--direction", default=None, choices=["min", "max"],
+                    help="whether --metric improves down (min) or up (max) (default: from its name; errors "
+                    "and losses min, accuracies max)")
+    ib.add_argument("--json", action="store_true", help="print the imported studies' summaries as JSON")
 
     wl = sub.add_parser("workloads", help="list the registered workloads",
                         description="List the registered workloads: metric, target, step budget, "
@@ -205,10 +235,41 @@ def _status(args) -> int:
 def _export(args) -> int:
     from nnbench.store import Store
 
+    if args.format == "batch-science":
+        from nnbench.batch_science import export_batch_science
+
+        if (args.dir is None) == (args.out is None):
+            raise ValueError("--format batch-science: give the output folder once, as DIR or --out")
+        if args.measurements is not None:
+            raise ValueError("--measurements: the batch-science layout already holds every measurement")
+        out = args.dir or args.out
+        report = export_batch_science(args.store, out, workload=args.workload)
+        print(f"wrote {report.studies} studies ({report.trials} trials) under {out}")
+        return 0
+    if args.out is None or args.dir is not None or args.workload is not None:
+        raise ValueError("--format csv: give --out FILE (DIR and --workload belong to --format batch-science)")
     with Store(args.store, create=False) as store:
         n = store.export_csv(args.out, measurements=args.measurements)
     extra = f" and measurements to {args.measurements}" if args.measurements else ""
     print(f"wrote {n} trials to {args.out}{extra}")
+    return 0
+
+
+def _import_batch_science(args) -> int:
+    from nnbench.batch_science import import_batch_science
+    from nnbench.store import Store
+    from nnbench.study import format_table, summarize
+
+    report = import_batch_science(args.dir, args.store, metric=args.metric, target=args.target,
+                                  direction=args.direction)
+    with Store(args.store, create=False) as store:
+        summaries = [summarize(store, i) for i in report.study_ids]
+    if args.json:
+        print(json.dumps([_summary_dict(s) for s in summaries], indent=2))
+        return 0
+    print(f"imported {report.studies} studies from {args.dir} into {args.store}: {report.trials_written} "
+          f"trials written, {report.trials_skipped} already stored")
+    print(format_table(summaries))
     return 0
 
 
@@ -243,10 +304,11 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handler = {"sweep": _sweep, "status": _status, "export": _export, "workloads": _workloads,
-               "compare": _compare}[args.command]
+               "compare": _compare, "import-batch-science": _import_batch_science}[args.command]
     try:
         return handler(args)
-    except (ValueError, FileNotFoundError) as e:
-        # Bad input: a one-line message, not a traceback (argparse's convention: exit status 2).
+    except (ValueError, FileNotFoundError, ImportError) as e:
+        # Bad input or a missing optional dependency: a one-line message, not a traceback
+        # (argparse's convention: exit status 2).
         print(f"nnbench {args.command}: error: {e}", file=sys.stderr)
         return 2

@@ -5,6 +5,7 @@ See ``nnbench.data.source`` for the interface and ``nnbench.data.registry`` for 
 
 from nnbench.data.augment import flip_and_crop, random_crop, random_flip
 from nnbench.data.cifar import cifar10, load_cifar_batch
+from nnbench.data.digits import digits
 from nnbench.data.idx import read_idx
 from nnbench.data.language import MarkovChain, markov_lm, random_markov_chain, text_lm
 from nnbench.data.linear_regression import LinearRegressionSource, linear_regression
@@ -25,6 +26,7 @@ __all__ = [
     "build_dataset",
     "cifar10",
     "dataset_kwargs",
+    "digits",
     "fashion_mnist",
     "flip_and_crop",
     "linear_regression",

@@ -2,7 +2,8 @@
 
 Real data sets (``mnist``, ``fashion_mnist``, ``cifar10``, ``text_lm``) read a local ``root``; nothing
 is ever downloaded. Embedded ones (``teacher``, ``teacher_regression``, ``synthetic_images``,
-``markov_lm``, ``linear_regression``) are generated from a seed and ignore ``root``.
+``markov_lm``, ``linear_regression``) are generated from a seed and ignore ``root``; ``digits`` (real
+images) ships inside scikit-learn, an optional dependency, and ignores ``root`` too.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import inspect
 from collections.abc import Callable
 
 from nnbench.data.cifar import cifar10
+from nnbench.data.digits import digits
 from nnbench.data.language import markov_lm, text_lm
 from nnbench.data.linear_regression import linear_regression
 from nnbench.data.mnist import fashion_mnist, mnist
@@ -25,6 +27,7 @@ DATASETS: dict[str, Callable[..., DataSource]] = {
     "synthetic_images": synthetic_images,
     "markov_lm": markov_lm,
     "linear_regression": linear_regression,
+    "digits": digits,
     "mnist": mnist,
     "fashion_mnist": fashion_mnist,
     "cifar10": cifar10,
@@ -32,7 +35,9 @@ DATASETS: dict[str, Callable[..., DataSource]] = {
 }
 
 # Data sets that need no local files.
-EMBEDDED_DATASETS = ("teacher", "teacher_regression", "synthetic_images", "markov_lm", "linear_regression")
+EMBEDDED_DATASETS = (
+    "teacher", "teacher_regression", "synthetic_images", "markov_lm", "linear_regression", "digits",
+)
 
 
 def dataset_kwargs(name: str) -> tuple[str, ...]:
