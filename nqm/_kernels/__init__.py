@@ -10,7 +10,6 @@ recurrence on a state s of size n (x; (x, v) with momentum; xbar appended for an
 One topic a module; each imports only modules above it in this list:
 
 * ``transition``  (A, b, D = I - A) of each optimizer, its lr-derivative, the stability limit;
-* ``segment``     the generic closed form for any n <= 3 (reference path);
 * ``noise``       the noise accumulated after t steps, by doubling (nothing cancels);
 * ``prepared``    the per-bin representation (n <= 2) every constant-hyperparameter question uses,
   and the risk at any real t;
@@ -41,14 +40,13 @@ from nqm._kernels.curves import _risk_curve
 from nqm._kernels.limits import _e_min, _osc_crossing
 from nqm._kernels.prepared import NCOL, _floor, _prepare, _risk_t
 from nqm._kernels.schedules import _schedule_risk
-from nqm._kernels.segment import _risk_generic
 from nqm._kernels.transition import HEAVY_BALL, NESTEROV, SGD, SGD_EMA, _lr_max, _transition2
 from nqm._kernels.tuning import X_HI, X_LO, _steps_at, _tune_cell, _tune_cells
 
 __all__ = [
     "BIG", "HEAVY_BALL", "NCOL", "NESTEROV", "SGD", "SGD_EMA", "T_MAX", "X_HI", "X_LO",
     "_e_min", "_floor", "_lr_max", "_osc_crossing", "_prepare", "_relaxed_steps", "_risk_curve",
-    "_risk_generic", "_risk_t", "_schedule_risk", "_steps_at", "_steps_exact", "_transition2",
+    "_risk_t", "_schedule_risk", "_steps_at", "_steps_exact", "_transition2",
     "_tune_cell", "_tune_cells",
 ]
 

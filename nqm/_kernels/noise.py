@@ -31,7 +31,8 @@ def _noise_accum(row, t):
     and the noise accumulated after
     t steps, by doubling V_(a+b) = V_a + A^a V_b A^aT. Every term is positive semidefinite, so
     nothing cancels (unlike S_inf - A^t S_inf A^tT when the bin is far below its steady state);
-    powers of A near I are carried as E = I - A^(2^k) (see _matpow). O(log t)."""
+    powers of A near I are carried as E = I - A^(2^k), E' = 2E - E^2, so that
+    1 - lr h ~ 1 keeps its digits. O(log t)."""
     a00, a01, a10, a11 = row[12], row[13], row[14], row[15]
     e00, e01, e10, e11 = row[16], row[17], row[18], row[19]
     b0, b1, nv = row[20], row[21], row[22]

@@ -64,9 +64,9 @@ def _piece(n, A, D, b, dA, db, m, grad, P, dP, V, dV, w):
     V_(2s) = V_s + A^s V_s A^sT: every term is positive semidefinite, so nothing cancels (the
     Lyapunov form S_inf - A^m S_inf A^mT would where a bin is far below its steady state), and it
     holds for any A (defective, e.g. critical damping; unstable pieces). While A^(2^j) is near I it
-    is carried as E = I - A^(2^j), E' = 2E - E^2, so that 1 - lr h ~ 1 keeps its digits (as
-    ``_matpow``). The derivatives follow every product by the product rule (forward mode in the one
-    rate of this piece). ``w``: workspace (12, 3, 3)."""
+    is carried as E = I - A^(2^j), E' = 2E - E^2, so that 1 - lr h ~ 1 keeps its digits (as in
+    ``_noise_accum``). The derivatives follow every product by the product rule (forward mode in
+    the one rate of this piece). ``w``: workspace (12, 3, 3)."""
     if m == 1:
         for i in range(n):
             for j in range(n):
