@@ -30,6 +30,7 @@ Prepared row layout (``prep[j, :]``, NCOL columns), ``E_t = exp((t - 1) L)``:
 
 import math
 
+import numpy as np
 from numba import njit
 
 from nqm._kernels.noise import _noise_accum
@@ -253,7 +254,9 @@ def _risk_t(prep, wt, t):
     """Total risk after t steps (exact at integers)."""
     s = 0.0
     for j in range(wt.size):
-        v, _ = _bin_value(prep[j], t, True)
+        # np.bool_, not True: numba types a literal constant argument as its own type and would
+        # compile _bin_value once for True and once for False
+        v, _ = _bin_value(prep[j], t, np.bool_(True))
         s += wt[j] * v
     return s
 
@@ -264,7 +267,7 @@ def _risk_dt(prep, wt, t):
     s = 0.0
     ds = 0.0
     for j in range(wt.size):
-        v, dv = _bin_value(prep[j], t, False)
+        v, dv = _bin_value(prep[j], t, np.bool_(False))
         s += wt[j] * v
         ds += wt[j] * dv
     return s, ds

@@ -25,7 +25,8 @@ Y_LO = math.log(1e-8)            # momentum up to 1 - 1e-8
 def _params(opt, x, y, kmax):
     """(lr, beta, 1 - beta) from x = log(lr / lr_max(beta)) and y = log(1 - beta)."""
     if opt == SGD:
-        return _lr_max(SGD, kmax, 0.0) * math.exp(x), 0.0, 1.0
+        # opt (== SGD), not the constant: a literal argument would compile _lr_max once more
+        return _lr_max(opt, kmax, 0.0) * math.exp(x), 0.0, 1.0
     omb = math.exp(y)
     beta = 1.0 - omb
     return _lr_max(opt, kmax, beta) * math.exp(x), beta, omb
