@@ -1,4 +1,4 @@
-"""Full-size check that nnbench reproduces the NQM on online linear least squares (issue 5, part 4).
+"""Full-size check that nnbench reproduces the NQM on online linear least squares.
 
 Larger than the CPU test (``tests/nnbench/test_linear_ls.py``): a bigger input dimension, more seeds and
 more batch sizes. Per (optimizer, B) it prints the NQM's prediction (tuned on a quarter-octave lr grid),

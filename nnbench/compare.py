@@ -1,4 +1,4 @@
-"""``nnbench compare``: the NQM's prediction beside a stored sweep (issue 5, part 3).
+"""``nnbench compare``: the NQM's prediction beside a stored sweep.
 
 For one workload of a study store (``nnbench.store``):
 

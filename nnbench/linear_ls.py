@@ -1,5 +1,5 @@
 """Online Gaussian linear least squares as a noisy quadratic: the exact NQM, the exact expected risk,
-and nnbench's measured risk curves and steps to target beside both (issue 5, part 4).
+and nnbench's measured risk curves and steps to target beside both.
 
 The workload (``nnbench.data.linear_regression``, workload ``linear_ls``): x ~ N(0, diag(lambda)),
 y = W* x + s N(0, I_K), model W (K x D, no bias), loss ``mean_{examples, outputs} (W x - y)^2``. Its

@@ -1,4 +1,4 @@
-"""From measurements to NQM predictions (issue 5, part 2).
+"""From measurements to NQM predictions.
 
 Two ways to get a noisy quadratic model for a network, and what it then predicts per optimizer:
 

@@ -303,8 +303,10 @@ def kernel_args(problem: NQM, schedule: Schedule, *, batch_size, momentum=0.0,
 
 def _run(problem, schedule, grad, **kw):
     opt, use_ema, k, nv, x0sq, wt, beta, omb, g, omg = kernel_args(problem, schedule, **kw)
+    # writable copies, as every other caller passes: numba would compile the kernel once more
+    # for read-only arrays (a distinct type), 3 CPU-s
     return K._schedule_risk(opt, use_ema, k, nv, x0sq, wt, schedule.lr.astype(np.float64), beta,
-                            omb, g, omg, schedule.lengths, grad)
+                            omb, g, omg, schedule.lengths.astype(np.int64), grad)
 
 
 def schedule_risk(problem: NQM, schedule: Schedule, *, batch_size: float, momentum: float = 0.0,

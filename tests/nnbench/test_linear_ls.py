@@ -1,9 +1,9 @@
-"""The linear least-squares workload as the exact noisy quadratic (issue 5, part 4).
+"""The linear least-squares workload as the exact noisy quadratic.
 
 Checked against independent computations: the data's moments, the exact-risk design against the
 excess risk computed from the weights, torch's init variance, the exact Gaussian risk recursion against
 a NumPy Monte Carlo of SGD / heavy ball, the NQM against that recursion where the multiplicative noise
-vanishes, and, the done-when of the issue, nnbench's measured steps against the NQM's prediction."""
+vanishes, and nnbench's measured steps against the NQM's prediction."""
 
 import math
 
@@ -162,7 +162,7 @@ def test_lr_grid_is_below_the_stability_limit():
 
 
 def test_nnbench_reproduces_the_nqm_on_linear_least_squares():
-    """Done-when of issue 5: measured steps to target (SGD, and momentum 0.9, each tuned per B on the
+    """nnbench reproduces the NQM: measured steps to target (SGD, and momentum 0.9, each tuned per B on the
     same lr grid as the NQM) within 15 % of the NQM's prediction at every B of a 6-point sweep, and
     the fitted critical batch sizes within 20 %. Measured = nnbench trials, 4 seeds' risk curves
     averaged (see nnbench.linear_ls). Full-size: benchmarks/bench_linear_ls_agreement.py."""

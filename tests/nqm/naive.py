@@ -34,6 +34,7 @@ __all__ = [
     "brute_force_steps_to_target",
     "lower_bound_steps",
     "sgd_risk_closed_form",
+    "closed_form_risk",
 ]
 
 # Above this batch size monte_carlo_risk samples the mini-batch mean N(0, c/B) directly instead of
@@ -191,6 +192,39 @@ def sgd_risk_closed_form(h, c, x0sq, lr, batch_size, t, counts=None) -> np.ndarr
     decay = (1.0 - lr * h) ** (2.0 * t)
     per_dim = decay * 0.5 * h * x0sq + lr * c / (2.0 * batch_size * (2.0 - lr * h)) * (1.0 - decay)
     return np.sum(counts * per_dim, axis=-1)
+
+
+def closed_form_risk(h, c, x0sq, lr, batch_size, t, *, momentum=0.0, nesterov=False, power=0.0,
+                     counts=None) -> float:
+    """Total risk after t updates with constant hyperparameters from the closed form of
+    ``shared/spec/NQM.md`` section 2, one 2x2 matrix equation per dimension, with library linear
+    algebra: the state (x, v) follows ``s' = A s + b (q xi)`` with the A, b of
+    ``second_moments_recurrence`` (A = [[r, -s], [k, beta]], b = [-w, 1]), so
+    ``S_t = A^t (S_0 - S_inf) A^tT + S_inf`` with ``S_inf`` from ``scipy.linalg``'s discrete
+    Lyapunov solver and ``A^t`` from ``numpy.linalg.matrix_power`` (t a non-negative integer).
+    Accurate to about t * 1e-16 relative; meant for t up to ~10^6.
+    """
+    import scipy.linalg
+
+    h, c, x0sq, lr, batch_size, _, momentum, power, _, counts = _check_common(
+        h, c, x0sq, lr, batch_size, 1, momentum, power, None, counts)
+    a, beta = float(lr[0]), float(momentum[0])
+    k = h ** (1.0 - power)
+    n = h ** (-2.0 * power) * c / batch_size
+    if nesterov:
+        r, s, w = 1.0 - a * (1.0 + beta) * k, a * beta * beta, a * (1.0 + beta)
+    else:
+        r, s, w = 1.0 - a * k, a * beta, a
+    total = 0.0
+    for i in range(h.size):
+        A = np.array([[r[i], -s], [k[i], beta]])
+        b = np.array([-w, 1.0])
+        S_inf = scipy.linalg.solve_discrete_lyapunov(A, n[i] * np.outer(b, b))
+        P = np.linalg.matrix_power(A, int(t))
+        S0 = np.array([[x0sq[i], 0.0], [0.0, 0.0]])
+        S = P @ (S0 - S_inf) @ P.T + S_inf
+        total += 0.5 * counts[i] * h[i] * S[0, 0]
+    return total
 
 
 # ----------------------------------------------------------------------------------------------

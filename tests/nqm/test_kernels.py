@@ -1,6 +1,6 @@
 """Closed-form risk (nqm._kernels via nqm.risk) against independent computations: the brute-force
 second-moment recurrence of tests/nqm/naive.py (1e-10 relative), 50-digit mpmath (t up to 1e9),
-Monte Carlo simulation of the stochastic process itself, and the generic matrix kernel."""
+Monte Carlo simulation of the stochastic process itself, and the matrix form of the closed form."""
 
 import math
 
@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 
 import nqm
-from nqm import _kernels as K
-from tests.nqm.naive import monte_carlo_risk, second_moments_recurrence
+from tests.nqm.naive import closed_form_risk, monte_carlo_risk, second_moments_recurrence
 
 # a small spectrum with c != h, uneven x0sq and counts (every term of the closed form matters)
 H = np.array([1.0, 0.3, 0.01, 1e-4])
@@ -103,18 +102,17 @@ def test_closed_form_matches_mpmath_up_to_1e9_steps(h, lr, B, beta, nesterov, t)
     assert got == pytest.approx(ref, rel=1e-9, abs=1e-300)
 
 
-def test_generic_segment_kernel_matches_fast_path():
-    """_segment (A^t by binary powering, Lyapunov by elimination: the building block of
-    piecewise-constant schedules) against the prepared closed form."""
-    wt = 0.5 * COUNTS * H
+def test_closed_form_matches_matrix_power_and_lyapunov_solve():
+    """The prepared closed form against the matrix form of the same closed form, written with
+    library linear algebra (numpy's matrix_power, scipy's Lyapunov solver; tests/nqm/naive.py),
+    at t up to 123456 for every case: critical damping, rates near the stability limit."""
     for lr, B, beta, nesterov, power in CASES:
-        opt = nqm.Optimizer(lr, beta, nesterov, power)
-        k, c_eff = PROBLEM.preconditioned(power)
         for t in (1, 7, 100, 2999, 123456):
-            generic = K._risk_generic(opt.code, k, wt, c_eff / B, X0, lr, beta, 1.0 - beta, t)
+            ref = closed_form_risk(H, C, X0, lr, B, t, momentum=beta, nesterov=nesterov,
+                                   power=power, counts=COUNTS)
             fast = nqm.risk(PROBLEM, t, lr=lr, batch_size=B, momentum=beta, nesterov=nesterov,
                             power=power)
-            assert fast == pytest.approx(generic, rel=1e-9)
+            assert fast == pytest.approx(ref, rel=1e-9)
 
 
 @pytest.mark.parametrize("lr, beta, nesterov, power", [
