@@ -114,11 +114,7 @@ class CompareResult:
                 same = "same" if list(o[1]) == list(o[2]) else "DIFFERENT"
                 lines.append(f"ordering at the {name} B={o[0]:g} (fewest steps first): measured "
                              f"{' < '.join(o[1])}; predicted {' < '.join(o[2])} ({same})")
-        if self.missing:
-            lines.append(f"no COMPLETE trial (left out): {', '.join(self.missing)}")
-        if self.figure:
-            lines.append(f"figure: {self.figure}")
-        return "\n".join(lines)
+        return table_footer(lines, self.missing, self.figure)
 
     def to_dict(self) -> dict:
         def order(o):
@@ -132,6 +128,15 @@ class CompareResult:
             "points": {k: [list(p) for p in v] for k, v in self.points.items()},
             "missing": list(self.missing), "figure": self.figure,
         }
+
+
+def table_footer(lines: list[str], missing, figure) -> str:
+    """The table's lines plus the studies left out and the figure's path, as one string."""
+    if missing:
+        lines.append(f"no COMPLETE trial (left out): {', '.join(missing)}")
+    if figure:
+        lines.append(f"figure: {figure}")
+    return "\n".join(lines)
 
 
 def _effective_lr(hparams) -> float | None:

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from nnbench.bootstrap import MeasuredCritical, measured_critical_batch
+from nnbench.compare import _select, table_footer
 from nnbench.predict import (
     D_GRID,
     FAMILIES,
@@ -53,7 +54,6 @@ def study_trials(store_path: str | os.PathLike, *, workload: str | None = None, 
     several targets. Two studies of one (optimizer, B) (another search space or seed): the one with
     more trials.
     """
-    from nnbench.compare import _select
     from nnbench.store import Status, Store
 
     workload, metric, target, sel = _select(store_path, workload, target)
@@ -140,11 +140,7 @@ class FitComparison:
         lines.append("predicted (same fit): S = S_min + E_min / B fitted to the predicted steps at the measured "
                      "batch sizes, as the measured points were; NQM exact limit: E_min / S_min of the NQM itself")
         lines += notes
-        if self.missing:
-            lines.append(f"no COMPLETE trial (left out): {', '.join(self.missing)}")
-        if self.figure:
-            lines.append(f"figure: {self.figure}")
-        return "\n".join(lines)
+        return table_footer(lines, self.missing, self.figure)
 
     def to_dict(self) -> dict:
         ph, f = self.physical, self.physical.fit
