@@ -6,7 +6,7 @@
     nnbench status --store runs/nnbench.sqlite   # per study: trials by status, steps to result, edge flags
     nnbench export --store runs/nnbench.sqlite --out runs/trials.csv --measurements runs/measurements.csv
     nnbench workloads                            # the registered workloads
-    nnbench compare --store runs/nnbench.sqlite  # the NQM's prediction beside the sweep (figure + table)
+    nnbench compare --store runs/nnbench.sqlite  # NQM fitted on SGD, others predicted (figure + table)
     nnbench import-batch-science DATA/mnist/simple_cnn_base --target 0.01 --store runs/shallue.sqlite
     nnbench export --store runs/nnbench.sqlite --format batch-science runs/batch_science  # Shallue et al.'s layout
 
@@ -144,23 +144,39 @@ def build_parser() -> argparse.ArgumentParser:
     wl.add_argument("--json", action="store_true", help="print JSON")
 
     cp = sub.add_parser(
-        "compare", help="overlay the noisy quadratic model's prediction on a stored sweep",
-        description="Fit the critical batch size (McCandlish et al.: S = S_min + E_min / B) to each "
-        "optimizer's measured steps to result, fit the NQM's two free scales (steps, batch size) to the "
-        "--fit-on optimizer's points, predict every optimizer's steps-vs-B and optimal-lr-vs-B curves "
-        "from its NQM family (SGD p=0, momentum p=0 with tuned momentum, Adam p=0.5, K-FAC p=0.75), draw "
-        "them over the measurements (compare_<workload>.png in --out) and print measured vs predicted "
-        "B_crit, S_min, E_min and the optimizer ordering at the smallest and largest batch size.")
+        "compare", help="the noisy quadratic model's prediction beside a stored sweep, with intervals",
+        description="Default (--spectrum fit): fit the NQM h_i = 1/i (i = 1..d), C = H, with NO steps scale, "
+        "to the SGD studies ONLY (effective dimension d and a batch scale), predict every other optimizer "
+        "out of sample from its NQM family (momentum / Nesterov tuned, Adam p=0.5 and K-FAC p=0.75 unless "
+        "--power gives a measured one), and print per optimizer measured vs predicted B_crit, S_min, E_min "
+        "(McCandlish et al.: S = S_min + E_min / B) with bootstrap intervals (studies, then trials, resampled) "
+        "and the ratio predicted / measured; a measured fit the points cannot support is refused with the "
+        "reason. --spectrum paper: the ASSUMED spectrum (the paper's NQM, d = 10^4) with two free scales "
+        "(steps, batch size) fitted to --fit-on. Both draw compare_<workload>.png in --out.")
     cp.add_argument("--store", default=DEFAULT_STORE, help=f"SQLite file of a sweep (default {DEFAULT_STORE})")
     cp.add_argument("--workload", default=None, help="workload to compare (default: the store's only one)")
     cp.add_argument("--target", type=float, default=None,
                     help="the sweep target, if the store holds sweeps of the workload with several")
     cp.add_argument("--out", default="figures/out", help="folder for the figure (default figures/out)")
+    cp.add_argument("--spectrum", choices=("fit", "paper"), default="fit",
+                    help="fit: physical fit on SGD only (default); paper: assumed spectrum, two free scales")
+    cp.add_argument("--power", nargs="+", default=[], metavar="NAME=P",
+                    help="preconditioner power of an optimizer, e.g. adam=0.25 (measured with "
+                    "nnbench.instruments.effective_power); default: the family mapping (adam 0.5, kfac 0.75)")
+    cp.add_argument("--bootstrap", type=int, default=200, metavar="N",
+                    help="bootstrap refits for the intervals (--spectrum fit; default 200)")
+    cp.add_argument("--level", type=float, default=0.95, help="coverage of the intervals (default 0.95)")
+    cp.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
+    cp.add_argument("--d-range", nargs=2, type=int, default=None, metavar=("LOW", "HIGH"),
+                    help="range of the effective dimension d the fit tries, three values per octave "
+                    "(default 4 16384)")
+    cp.add_argument("--results", default=None, metavar="DIR",
+                    help="also write the JSON result to DIR/compare_<workload>.json (e.g. docs/results)")
     cp.add_argument("--fit-on", nargs="+", default=["sgd"], metavar="NAME",
-                    help="optimizer(s) whose points fix the NQM's two scales, or 'all' (default sgd; all "
-                    "optimizers when the store has fewer than 2 SGD points)")
+                    help="--spectrum paper only: optimizer(s) whose points fix the two scales, or 'all' "
+                    "(default sgd; all optimizers when the store has fewer than 2 SGD points)")
     cp.add_argument("--nqm-target", type=float, default=0.01,
-                    help="target risk of the reference NQM (the paper's problem; default 0.01)")
+                    help="target risk of the NQM (default 0.01, the paper's)")
     cp.add_argument("--json", action="store_true", help="print JSON")
     return parser
 
@@ -288,12 +304,49 @@ def _workloads(args) -> int:
     return 0
 
 
+def _powers(items) -> dict:
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        try:
+            out[name] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not name:
+            raise ValueError(f"--power: expected NAME=P (e.g. adam=0.25), got {item!r}")
+    return out
+
+
 def _compare(args) -> int:
     from nnbench.compare import compare
 
     fit_on = "all" if args.fit_on == ["all"] else args.fit_on
-    result = compare(args.store, workload=args.workload, target=args.target, out_dir=args.out, fit_on=fit_on,
-                     nqm_target=args.nqm_target)
+    powers = _powers(args.power)
+    if args.results is not None and args.spectrum == "paper":
+        raise ValueError("--results writes the physical comparison (--spectrum fit)")
+    if args.spectrum == "paper":
+        result = compare(args.store, workload=args.workload, target=args.target, out_dir=args.out,
+                         spectrum="paper", fit_on=fit_on, nqm_target=args.nqm_target, powers=powers)
+    else:
+        if args.fit_on != ["sgd"]:
+            raise ValueError("--fit-on applies to --spectrum paper; the physical fit uses the SGD studies only")
+        if args.bootstrap < 1:
+            raise ValueError(f"--bootstrap must be a positive integer, got {args.bootstrap}")
+        if not 0 < args.level < 1:
+            raise ValueError(f"--level must lie in (0, 1), got {args.level}")
+        options = {"n_boot": args.bootstrap, "level": args.level, "seed": args.seed}
+        if args.d_range is not None:
+            from nnbench.predict import d_grid
+
+            options["d_grid"] = d_grid(*args.d_range)
+        result = compare(args.store, workload=args.workload, target=args.target, out_dir=args.out,
+                         nqm_target=args.nqm_target, powers=powers, **options)
+        if args.results is not None:
+            from nnbench.compare_fit import write_results
+
+            path = write_results(result, args.results)
+            if not args.json:
+                print(f"results: {path}")
     print(json.dumps(result.to_dict(), indent=2) if args.json else result.table())
     return 0
 

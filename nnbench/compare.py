@@ -1,6 +1,11 @@
 """``nnbench compare``: the NQM's prediction beside a stored sweep.
 
-For one workload of a study store (``nnbench.store``):
+:func:`compare` has two modes (``spectrum=``). The default, ``"fit"``, is the physical comparison of
+``nnbench.compare_fit``: the NQM's spectrum shape and noise scale fitted to SGD alone (no steps
+scale), every other optimizer predicted out of sample, everything with bootstrap intervals.
+``"paper"`` is the ASSUMED-spectrum mode described below, kept for comparison: its free steps scale
+absorbs a wrong condition number (``shared/spec/PREDICTION.md`` sections 1-2), so its momentum and
+preconditioned predictions can be far off. For one workload of a study store (``nnbench.store``):
 
 1. measured points per optimizer: (batch size, steps to result, best hyperparameters) of every study
    with a COMPLETE trial; the critical batch size, S_min and E_min of each optimizer fitted to them
@@ -110,11 +115,7 @@ class CompareResult:
                 same = "same" if list(o[1]) == list(o[2]) else "DIFFERENT"
                 lines.append(f"ordering at the {name} B={o[0]:g} (fewest steps first): measured "
                              f"{' < '.join(o[1])}; predicted {' < '.join(o[2])} ({same})")
-        if self.missing:
-            lines.append(f"no COMPLETE trial (left out): {', '.join(self.missing)}")
-        if self.figure:
-            lines.append(f"figure: {self.figure}")
-        return "\n".join(lines)
+        return table_footer(lines, self.missing, self.figure)
 
     def to_dict(self) -> dict:
         def order(o):
@@ -128,6 +129,15 @@ class CompareResult:
             "points": {k: [list(p) for p in v] for k, v in self.points.items()},
             "missing": list(self.missing), "figure": self.figure,
         }
+
+
+def table_footer(lines: list[str], missing, figure) -> str:
+    """The table's lines plus the studies left out and the figure's path, as one string."""
+    if missing:
+        lines.append(f"no COMPLETE trial (left out): {', '.join(missing)}")
+    if figure:
+        lines.append(f"figure: {figure}")
+    return "\n".join(lines)
 
 
 def _effective_lr(hparams) -> float | None:
@@ -145,6 +155,22 @@ def measured_points(store_path: str | os.PathLike, *, workload: str | None = Non
     ``workload`` may be omitted when the store holds one; ``target`` selects among studies of the
     same workload run with different targets.
     """
+    workload, metric, target, sel = _select(store_path, workload, target)
+    points, missing = {}, []
+    for s in sorted(sel, key=lambda s: (s.optimizer, s.batch_size, -s.trials_done)):
+        pts = points.setdefault(s.optimizer, [])
+        if any(p[0] == s.batch_size for p in pts):
+            continue  # the same (optimizer, B) twice (other search space or seed): the larger study
+        if s.steps_to_result is None or s.steps_to_result <= 0:
+            missing.append(f"{s.optimizer} B={s.batch_size}")
+            continue
+        pts.append((float(s.batch_size), float(s.steps_to_result), _effective_lr(s.best_hparams)))
+    points = {k: v for k, v in points.items() if v}
+    return workload, metric, float(target), points, tuple(missing)
+
+
+def _select(store_path, workload, target):
+    """(workload, metric, target, study summaries) of one sweep in the store (see measured_points)."""
     from nnbench.study import summarize_store
 
     summaries = summarize_store(store_path)
@@ -166,17 +192,7 @@ def measured_points(store_path: str | os.PathLike, *, workload: str | None = Non
     sel = [s for s in sel if s.target == target]
     if not sel:
         raise ValueError(f"target: no study of {workload!r} with target {target!r}; have {targets}")
-    points, missing = {}, []
-    for s in sorted(sel, key=lambda s: (s.optimizer, s.batch_size, -s.trials_done)):
-        pts = points.setdefault(s.optimizer, [])
-        if any(p[0] == s.batch_size for p in pts):
-            continue  # the same (optimizer, B) twice (other search space or seed): the larger study
-        if s.steps_to_result is None or s.steps_to_result <= 0:
-            missing.append(f"{s.optimizer} B={s.batch_size}")
-            continue
-        pts.append((float(s.batch_size), float(s.steps_to_result), _effective_lr(s.best_hparams)))
-    points = {k: v for k, v in points.items() if v}
-    return workload, sel[0].metric, float(target), points, tuple(missing)
+    return workload, sel[0].metric, float(target), sel
 
 
 def _ordering(points, preds, which):
@@ -189,9 +205,13 @@ def _ordering(points, preds, which):
     return (B, tuple(sorted(meas, key=meas.get)), tuple(sorted(pred, key=pred.get)))
 
 
+SPECTRA = ("fit", "paper")
+
+
 def compare(store_path: str | os.PathLike, *, workload: str | None = None, target: float | None = None,
-            out_dir: str | os.PathLike | None = "figures/out", fit_on: Sequence[str] | str = "sgd",
-            problem: nqm.NQM | None = None, nqm_target: float = 0.01, powers=None) -> CompareResult:
+            out_dir: str | os.PathLike | None = "figures/out", spectrum: str = "fit",
+            fit_on: Sequence[str] | str = "sgd", problem: nqm.NQM | None = None, nqm_target: float = 0.01,
+            powers=None, **fit_options):
     """Overlay the NQM's prediction on a stored sweep (see the module docstring).
 
     Args:
@@ -199,11 +219,32 @@ def compare(store_path: str | os.PathLike, *, workload: str | None = None, targe
       workload: the workload to compare (default: the store's only one).
       target: the sweep target to use when the store holds several.
       out_dir: folder of the figure ``compare_<workload>.png`` (None: no figure).
-      fit_on: optimizer(s) whose points fix the two scales, or "all" (a joint fit); "sgd" by
-        default, falling back to all optimizers when the store has fewer than 2 SGD points.
-      problem, nqm_target: the reference NQM (default ``nqm.NQM.paper()``) and its target risk.
+      spectrum: "fit" (physical fit on SGD, ``nnbench.compare_fit.compare_fit``, which receives
+        ``fit_options``: n_boot, level, seed, d_grid, bins) or "paper" (assumed spectrum, two scales).
+      fit_on: "paper" mode only: optimizer(s) whose points fix the two scales, or "all" (a joint fit);
+        "sgd" by default, falling back to all optimizers when the store has fewer than 2 SGD points.
+      problem, nqm_target: the reference NQM ("paper" mode; default ``nqm.NQM.paper()``) and its
+        target risk (both modes).
       powers: optional {optimizer: preconditioner power} overriding ``nnbench.predict.FAMILIES``.
+
+    Returns:
+      a ``nnbench.compare_fit.FitComparison`` ("fit") or a :class:`CompareResult` ("paper").
     """
+    if spectrum not in SPECTRA:
+        raise ValueError(f"spectrum must be one of {', '.join(SPECTRA)}, got {spectrum!r}")
+    if spectrum == "fit":
+        if problem is not None:
+            raise ValueError("problem: the physical fit chooses its own NQM (h_i = 1/i, d fitted); "
+                             "a fixed problem is the assumed-spectrum mode, spectrum='paper'")
+        if (fit_on if isinstance(fit_on, str) else list(fit_on)) not in ("sgd", ["sgd"]):
+            raise ValueError("fit_on: the physical fit (spectrum='fit') is fitted on SGD only; other "
+                             "fit sets belong to the assumed-spectrum mode, spectrum='paper'")
+        from nnbench.compare_fit import compare_fit
+
+        return compare_fit(store_path, workload=workload, target=target, out_dir=out_dir,
+                           nqm_target=nqm_target, powers=powers, **fit_options)
+    if fit_options:
+        raise ValueError(f"{', '.join(sorted(fit_options))}: options of the physical fit (spectrum='fit')")
     workload, metric, target, points, missing = measured_points(store_path, workload=workload, target=target)
     problem = nqm.NQM.paper() if problem is None else problem
     families = {o: _family(o, powers) for o in points}

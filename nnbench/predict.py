@@ -1,6 +1,6 @@
 """From measurements to NQM predictions.
 
-Two ways to get a noisy quadratic model for a network, and what it then predicts per optimizer:
+Three ways to get a noisy quadratic model for a network, and what it then predicts per optimizer:
 
 1. **From a measured spectrum** (:func:`nqm_from_spectrum`, :func:`nqm_from_hessian`): curvatures
    h_i = top Hessian eigenvalues (Lanczos, ``nnbench.instruments.hessian_eigenvalues``) and, in the SAME
@@ -11,7 +11,14 @@ Two ways to get a noisy quadratic model for a network, and what it then predicts
    ``nqm.NQM.paper()``, target 0.01) to measured steps-vs-B points: measured steps
    S(B) ~= steps_scale * S_nqm(B / batch_scale). Shapes come from the NQM, scales from the data;
    the scales are shared by all optimizers (they belong to the problem, not to the optimizer), so
-   fitting them on SGD alone PREDICTS the other optimizers' curves.
+   fitting them on SGD alone PREDICTS the other optimizers' curves. This ASSUMES the spectrum: the
+   steps scale then absorbs a wrong condition number (``shared/spec/PREDICTION.md`` sections 1-2).
+3. **By a physical fit on SGD** (:func:`fit_sgd`, :func:`predict_from_sgd`): with a tuned lr the NQM's
+   steps are dimensionless, so there is NO steps scale; the spectrum shape h_i = 1/i, i = 1..d (C = H)
+   has one parameter, the effective dimension d, fitted together with a noise (batch) scale to the
+   SGD points only. SGD's plateau fixes d (its tuned S_min grows like d), the bend the batch scale.
+   Momentum, Nesterov, Adam and K-FAC are then predicted out of sample at that d, with bootstrap
+   intervals over the SGD trials.
 
 Optimizer families (:data:`FAMILIES`): every nnbench optimizer is mapped to an NQM optimizer:
 
@@ -50,6 +57,15 @@ __all__ = [
     "fit_scales",
     "Prediction",
     "predict",
+    "SHAPE",
+    "D_GRID",
+    "d_grid",
+    "CurveBank",
+    "PhysicalFit",
+    "fit_sgd",
+    "OutOfSample",
+    "PhysicalPrediction",
+    "predict_from_sgd",
 ]
 
 
@@ -319,3 +335,255 @@ def predict(optimizer: str, curve: NQMCurve, scales: ScaleFit, batch_sizes) -> P
                       effective_lr=np.exp(curve.log_effective_lr(lb)),
                       b_crit=scales.batch_scale * curve.b_crit, s_min=scales.steps_scale * curve.s_min,
                       e_min=scales.steps_scale * scales.batch_scale * curve.e_min)
+
+
+# ------------------------------------------------------------------------------ physical fit
+SHAPE = "h_i = 1/i (i = 1..d), C = H, theta_0 ~ N(0, I)"
+
+
+def d_grid(low: int, high: int) -> tuple[int, ...]:
+    """Effective dimensions 2^(e/3) (three per octave, rounded) from ``low`` to ``high``."""
+    for name, v in (("low", low), ("high", high)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise ValueError(f"d range: {name} must be an integer >= 1, got {v!r}")
+    if high < 2 * low:
+        raise ValueError(f"d range: high must be at least 2 x low, got {low} .. {high}")
+    e0, e1 = math.ceil(3 * math.log2(low) - 1e-9), math.floor(3 * math.log2(high) + 1e-9)
+    return tuple(sorted({round(2.0 ** (e / 3.0)) for e in range(e0, e1 + 1)}))
+
+
+# the effective dimensions the fit tries by default: 4 .. 2^14 (past the paper's 10^4), three per octave
+D_GRID: tuple[int, ...] = d_grid(4, 16384)
+
+
+class CurveBank:
+    """NQM curves (:func:`nqm_curve`) of the paper-shaped problem ``SHAPE`` by (family, d), each
+    computed once: the fit needs SGD's at every d of its grid, the predictions other families' only at
+    the d values the fit and its bootstrap select.
+
+    Args:
+      target: NQM target risk (paper: 0.01). With a tuned lr the NQM's steps depend only on the
+        spectrum's shape, the noise level and this target relative to the initial risk
+        (``shared/spec/PREDICTION.md`` section 1), so there is no steps scale to fit.
+      bins: problems with d > bins are binned ("accurate" binning) into this many bins.
+    """
+
+    def __init__(self, *, target: float = 0.01, bins: int = 64):
+        if not (isinstance(target, (int, float)) and math.isfinite(target) and target > 0):
+            raise ValueError(f"target must be a positive finite number, got {target!r}")
+        if isinstance(bins, bool) or not isinstance(bins, int) or bins < 2:
+            raise ValueError(f"bins must be an integer >= 2, got {bins!r}")
+        self.target = float(target)
+        self.bins = bins
+        self._curves: dict = {}
+
+    def problem(self, d: int) -> nqm.NQM:
+        return nqm.NQM.paper(int(d), bins=None if d <= self.bins else self.bins)
+
+    def curve(self, family: Family, d: int) -> NQMCurve:
+        key = (family.power, family.momentum, family.nesterov, int(d))
+        if key not in self._curves:
+            self._curves[key] = nqm_curve(family, problem=self.problem(int(d)), target=self.target)
+        return self._curves[key]
+
+
+@dataclass(frozen=True)
+class PhysicalFit:
+    """SGD's measured S(B) ~= S_nqm(B / batch_scale; d): no steps scale (``SHAPE`` problem).
+
+    Attributes:
+      d: effective dimension = condition number of the spectrum h_i = 1/i (grid value).
+      batch_scale: the noise (batch) scale: the network's B corresponds to the NQM's B / batch_scale.
+      residual_rms: rms of log(measured / fitted) over the n_points SGD points.
+      d_grid: the d values tried; profile: the rms at each (batch_scale optimised per d).
+      target: the NQM target risk.
+    """
+
+    d: int
+    batch_scale: float
+    residual_rms: float
+    n_points: int
+    d_grid: tuple[int, ...]
+    profile: tuple[float, ...]
+    target: float
+
+    @property
+    def d_at_edge(self) -> bool:
+        """The best d is the smallest or largest of the grid (the data want one outside it)."""
+        return self.d in (self.d_grid[0], self.d_grid[-1])
+
+    def scales(self) -> ScaleFit:
+        """As a :class:`ScaleFit` with steps_scale 1 (for :func:`predict`)."""
+        return ScaleFit(steps_scale=1.0, batch_scale=self.batch_scale, fitted_on=("sgd",),
+                        n_points=self.n_points, residual_rms=self.residual_rms)
+
+
+_ZB_GRID = np.linspace(-12.0, 25.0, 741)     # log batch_scale candidates, step 0.05
+
+
+def _fit_batch_scale(log_b: np.ndarray, log_s: np.ndarray, curve: NQMCurve) -> tuple[float, float]:
+    """(log batch_scale, sum of squared log residuals) minimising over log batch_scale."""
+    def sse(zb):
+        r = log_s - curve.log_steps(log_b - zb)
+        return float(np.sum(r * r))
+
+    resid = log_s[None, :] - curve.log_steps(log_b[None, :] - _ZB_GRID[:, None])
+    i = int(np.argmin(np.sum(resid * resid, axis=1)))
+    lo, hi = _ZB_GRID[max(i - 1, 0)], _ZB_GRID[min(i + 1, _ZB_GRID.size - 1)]
+    res = scipy.optimize.minimize_scalar(sse, bounds=(lo, hi), method="bounded", options={"xatol": 1e-6})
+    return (float(res.x), float(res.fun)) if res.fun <= sse(_ZB_GRID[i]) else (float(_ZB_GRID[i]), sse(_ZB_GRID[i]))
+
+
+def fit_sgd(batch_sizes, steps, *, bank: CurveBank, d_grid: Sequence[int] = D_GRID) -> PhysicalFit:
+    """Fit (d, batch_scale) to SGD's measured points, steps scale fixed at 1 (least squares on log S).
+
+    Only SGD points enter (the signature takes one optimizer's points): every other optimizer's
+    curve is then a prediction made without its data. For each d of ``d_grid`` the batch scale is
+    optimised (grid, then bounded Brent); the d with the smallest residual is the fit. Physically,
+    SGD's large-batch plateau fixes d (tuned S_min of h_i = 1/i grows like d) and the bend fixes
+    the batch scale (the noise-to-signal ratio).
+    """
+    B = np.asarray(batch_sizes, dtype=np.float64).reshape(-1)
+    S = np.asarray(steps, dtype=np.float64).reshape(-1)
+    _points({"sgd": (B, S)})
+    if np.unique(B).size < 3:
+        raise ValueError(f"SGD points: need at least 3 batch sizes to fit d and a batch scale, got "
+                         f"{np.unique(B).size}")
+    grid = tuple(int(d) for d in d_grid)
+    if len(grid) < 2 or any(d < 1 for d in grid) or list(grid) != sorted(set(grid)):
+        raise ValueError("d_grid must hold at least 2 ascending distinct integers >= 1")
+    lb, ls = np.log(B), np.log(S)
+    best, profile = None, []
+    for d in grid:
+        zb, sse = _fit_batch_scale(lb, ls, bank.curve(FAMILIES["sgd"], d))
+        profile.append(math.sqrt(sse / B.size))
+        if best is None or sse < best[2]:
+            best = (d, zb, sse)
+    return PhysicalFit(d=best[0], batch_scale=math.exp(best[1]), residual_rms=math.sqrt(best[2] / B.size),
+                       n_points=int(B.size), d_grid=grid, profile=tuple(profile), target=bank.target)
+
+
+@dataclass(frozen=True, eq=False)
+class OutOfSample:
+    """One optimizer's prediction from the SGD fit, with bootstrap intervals.
+
+    Attributes:
+      prediction: from the fit to all SGD points (:class:`Prediction`, steps on its batch-size grid).
+      b_crit, s_min, e_min: the NQM's exact limits (B -> inf, B -> 0), as
+        :class:`nnbench.bootstrap.Interval` over the refits.
+      as_measured: {"b_crit", "s_min", "e_min"} -> Interval of the SAME McCandlish fit the measured
+        side uses (``nqm.critical_batch(batch_sizes=, steps=)``) applied to the predicted steps at the
+        measured batch sizes: the like-for-like number (a finite range of B biases the hyperbola fit,
+        upward in B_crit when the range ends near it). None without measured batch sizes.
+      steps_band: (2, n) bootstrap band of the predicted steps on ``prediction.batch_sizes``.
+    """
+
+    prediction: Prediction
+    b_crit: object
+    s_min: object
+    e_min: object
+    steps_band: np.ndarray
+    as_measured: dict | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class PhysicalPrediction:
+    """The SGD-only physical fit and every optimizer's prediction from it (see :func:`predict_from_sgd`).
+
+    Attributes:
+      fit: the fit to all SGD points; d, batch_scale: :class:`nnbench.bootstrap.Interval` over refits.
+      predictions: optimizer -> :class:`OutOfSample` (SGD's is its fit, the others out of sample).
+      powers: optimizer -> preconditioner power used; replicates: refits that succeeded of
+      requested; level: interval coverage.
+    """
+
+    fit: PhysicalFit
+    d: object
+    batch_scale: object
+    predictions: dict
+    powers: dict
+    replicates: int
+    requested: int
+    level: float
+
+
+def predict_from_sgd(sgd_trials, optimizers: Sequence[str], *, bank: CurveBank, batch_sizes,
+                     powers: Mapping[str, float] | None = None, d_grid: Sequence[int] = D_GRID,
+                     n_boot: int = 200, level: float = 0.95, seed: int = 0,
+                     measured_batch_sizes: Mapping[str, Sequence[float]] | None = None) -> PhysicalPrediction:
+    """Fit (d, batch_scale) on SGD's trials alone and predict ``optimizers`` out of sample.
+
+    Args:
+      sgd_trials: batch size -> steps to result of each SGD trial (nan / None: not COMPLETE); the
+        only data this function sees, so no other optimizer's measurement can enter the fit.
+      optimizers: names whose curves to predict (``FAMILIES``; "sgd" gives the fitted curve).
+      bank: the :class:`CurveBank` (NQM target, binning; caches curves across calls).
+      batch_sizes: grid of the predicted steps curves (and bands).
+      powers: optional {optimizer: preconditioner power} (e.g. measured with
+        ``nnbench.instruments.effective_power``) replacing the ``FAMILIES`` default.
+      d_grid: the d values of the fit.
+      n_boot, level, seed: the bootstrap (resample each SGD study's trials, refit, re-predict) and the
+        coverage of its percentile intervals.
+      measured_batch_sizes: optional {optimizer: batch sizes it was measured at} (the design, not its
+        steps): the predicted curve is sampled there and fitted like the measurements (``as_measured``).
+
+    Raises ValueError if the SGD points cannot support the fit (fewer than 3 batch sizes, steps not
+    falling with B) or the fit selects a d at the edge of ``d_grid``.
+    """
+    from nnbench.bootstrap import Interval, percentile_interval, resample, study_points, unsupported
+
+    B, S = study_points(sgd_trials)
+    reason = unsupported(B, S) if B.size >= 3 else f"only {B.size} SGD batch size(s) with a COMPLETE trial"
+    if reason is not None and ("do not fall" in reason or reason.startswith("only")):
+        raise ValueError(f"SGD points cannot support the physical fit: {reason}")
+    families = {o: _family(o, powers) for o in optimizers}
+    grid_b = np.asarray(batch_sizes, dtype=np.float64)
+    fit = fit_sgd(B, S, bank=bank, d_grid=d_grid)
+    if fit.d_at_edge:
+        raise ValueError(f"the SGD fit selects d = {fit.d}, the edge of the d grid [{fit.d_grid[0]}, "
+                         f"{fit.d_grid[-1]}]: the spectrum shape {SHAPE} cannot describe these points")
+
+    at = {o: np.asarray(b, dtype=np.float64) for o, b in (measured_batch_sizes or {}).items()
+          if o in families and np.unique(b).size >= 2 and len(b) >= 3}
+
+    def one(f: PhysicalFit):
+        out = {}
+        for o, fam in families.items():
+            curve = bank.curve(fam, f.d)
+            p = predict(o, curve, f.scales(), grid_b)
+            fitted = None
+            if o in at:
+                steps = np.exp(curve.log_steps(np.log(at[o] / f.batch_scale)))
+                fitted = nqm.critical_batch(batch_sizes=at[o], steps=steps)
+            out[o] = (p, fitted)
+        return out
+
+    point = one(fit)
+    rng = np.random.default_rng(seed)
+    reps = []
+    for _ in range(n_boot):
+        b, s = study_points(resample(sgd_trials, rng))
+        if np.unique(b).size < 3:
+            continue
+        f = fit_sgd(b, s, bank=bank, d_grid=fit.d_grid)
+        reps.append((f, one(f)))
+    preds = {}
+    fit_names = {"b_crit": "value", "s_min": "s_min", "e_min": "e_min"}
+    for o in families:
+        p0, f0 = point[o]
+        vals = {q: np.array([getattr(r[1][o][0], q) for r in reps]) for q in fit_names}
+        band = (np.array([percentile_interval(np.log([r[1][o][0].steps[j] for r in reps]), level)
+                          for j in range(grid_b.size)]).T if reps else np.full((2, grid_b.size), math.nan))
+        as_measured = None
+        if f0 is not None:
+            as_measured = {q: Interval(getattr(f0, a), *percentile_interval([getattr(r[1][o][1], a) for r in reps],
+                                                                            level))
+                           for q, a in fit_names.items()}
+        preds[o] = OutOfSample(prediction=p0,
+                               **{q: Interval(getattr(p0, q), *percentile_interval(vals[q], level)) for q in vals},
+                               steps_band=np.exp(band), as_measured=as_measured)
+    return PhysicalPrediction(
+        fit=fit, d=Interval(float(fit.d), *percentile_interval([r[0].d for r in reps], level)),
+        batch_scale=Interval(fit.batch_scale, *percentile_interval([r[0].batch_scale for r in reps], level)),
+        predictions=preds, powers={o: fam.power for o, fam in families.items()}, replicates=len(reps),
+        requested=n_boot, level=level)

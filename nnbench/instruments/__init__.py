@@ -12,6 +12,8 @@ CUDA in float32 or float64, and returns a small frozen dataclass with named fiel
   ``park_gamma`` (E_init[tr F] / sqrt(P)), ``sgd_temperature`` (g = lr N / (2 B (1 - m))).
 * Hessian: ``hessian_vector_product``, ``hessian_eigenvalues`` (Lanczos), ``power_iteration``,
   ``hutchinson_trace``, ``spectral_density`` (stochastic Lanczos quadrature).
+* Preconditioners: ``effective_power`` (the power p of P = H^-p an optimizer's preconditioner acts
+  like, from the spectra of H and P^1/2 H P^1/2), ``adam_preconditioner``, ``kfac_preconditioner``.
 * Xing et al. 2018: ``WalkTracker``, ``gradient_cosine``, ``segment_losses``.
 """
 
@@ -38,9 +40,19 @@ from .noise_scale import (
     two_batch_noise_scale,
     unbiased_gradient_estimates,
 )
+from .preconditioner import (
+    EffectivePower,
+    Preconditioner,
+    adam_preconditioner,
+    diagonal_preconditioner,
+    effective_power,
+    kfac_preconditioner,
+    power_from_spectra,
+)
 from .walk import Segment, WalkTracker, gradient_cosine, segment_losses
 
 __all__ = [
+    "EffectivePower",
     "FisherTrace",
     "HessianEigen",
     "HessianTrace",
@@ -48,12 +60,16 @@ __all__ = [
     "ParamSpec",
     "ParkGamma",
     "PowerIteration",
+    "Preconditioner",
     "Segment",
     "SimpleNoiseScale",
     "SpectralDensity",
     "TwoBatchNoiseScale",
     "WalkTracker",
+    "adam_preconditioner",
     "as_trial_instrument",
+    "diagonal_preconditioner",
+    "effective_power",
     "fisher_trace",
     "flat_params",
     "gradient_cosine",
@@ -62,8 +78,10 @@ __all__ = [
     "hessian_noise_scale",
     "hessian_vector_product",
     "hutchinson_trace",
+    "kfac_preconditioner",
     "park_gamma",
     "param_spec",
+    "power_from_spectra",
     "power_iteration",
     "segment_losses",
     "sgd_temperature",

@@ -73,7 +73,7 @@ from torch import Tensor, nn
 
 from nnbench.optim import _validate as check
 
-__all__ = ["KFAC"]
+__all__ = ["KFAC", "LayerInverses"]
 
 
 def _is_functorch_wrapped(tensor: Tensor) -> bool:
@@ -101,6 +101,17 @@ class _CaptureHook:
 
     def __reduce__(self):
         return (_make_inert_hook, ())
+
+
+@dataclass(frozen=True)
+class LayerInverses:
+    """One K-FAC layer's damped inverses (A + pi sqrt(damping) I)^-1 and (G + sqrt(damping) / pi I)^-1."""
+
+    name: str
+    module: nn.Module
+    has_bias: bool
+    a_inv: Tensor
+    g_inv: Tensor
 
 
 def _make_inert_hook():
@@ -252,6 +263,16 @@ class KFAC(torch.optim.Optimizer):
     def preconditioned_modules(self) -> tuple[str, ...]:
         """Names (as in ``model.named_modules()``) of the layers K-FAC preconditions."""
         return tuple(layer.name for layer in self._layers)
+
+    def damped_inverses(self) -> tuple[LayerInverses, ...]:
+        """The current damped factor inverses of every layer that has them (read-only use: the
+        effective-power instrument builds K-FAC's preconditioner from these)."""
+        out = []
+        for layer in self._layers:
+            state = self.state[layer.module.weight]
+            if "A_inv" in state:
+                out.append(LayerInverses(layer.name, layer.module, layer.has_bias, state["A_inv"], state["G_inv"]))
+        return tuple(out)
 
     def remove_hooks(self) -> None:
         """Detach the statistics hooks from the model (the optimizer then only uses old factors)."""

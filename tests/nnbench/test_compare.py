@@ -48,7 +48,7 @@ def _write_store(path, workload="toy", optimizers=("sgd", "momentum"), target=0.
 def test_compare_predicts_a_scaled_nqm_exactly(tmp_path):
     store = tmp_path / "s.sqlite"
     _write_store(store)
-    r = compare(store, out_dir=tmp_path / "figs", problem=SMALL)
+    r = compare(store, out_dir=tmp_path / "figs", spectrum="paper", problem=SMALL)
     assert r.scales.fitted_on == ("sgd",)
     assert r.scales.steps_scale == pytest.approx(STEPS_SCALE, rel=0.02)
     assert r.scales.batch_scale == pytest.approx(BATCH_SCALE, rel=0.03)
@@ -86,16 +86,16 @@ def test_missing_points_and_selection(tmp_path):
     with pytest.raises(ValueError, match="target"):
         measured_points(store, workload="toy", target=0.7)
     # only 2 SGD points: the scales are still fitted, an unknown fit_on is an error
-    r = compare(store, workload="toy", out_dir=None, problem=SMALL)
+    r = compare(store, workload="toy", out_dir=None, spectrum="paper", problem=SMALL)
     assert r.figure is None and {row.optimizer: row.measured_b_crit for row in r.rows}["sgd"] is None
     with pytest.raises(ValueError, match="fit_on"):
-        compare(store, workload="toy", out_dir=None, problem=SMALL, fit_on=["adam"])
+        compare(store, workload="toy", out_dir=None, spectrum="paper", problem=SMALL, fit_on=["adam"])
 
 
 def test_cli_compare(tmp_path, capsys):
     store = tmp_path / "s.sqlite"
     _write_store(store, optimizers=("sgd",))
-    assert main(["compare", "--store", str(store), "--out", str(tmp_path), "--json"]) == 0
+    assert main(["compare", "--spectrum", "paper", "--store", str(store), "--out", str(tmp_path), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["workload"] == "toy" and out["rows"][0]["optimizer"] == "sgd"
     assert (tmp_path / "compare_toy.png").exists()

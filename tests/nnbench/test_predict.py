@@ -116,3 +116,22 @@ def test_fit_bad_input():
         fit_scales({"sgd": ([0.0, 16.0], [10.0, 5.0])}, {"sgd": sgd})
     with pytest.raises(ValueError, match="no NQM curve"):
         fit_scales({"adam": ([8.0, 16.0], [10.0, 5.0])}, {"sgd": sgd})
+
+
+def test_d_grid_and_curve_bank_validation():
+    from nnbench.predict import D_GRID, CurveBank, d_grid
+
+    assert d_grid(4, 16) == (4, 5, 6, 8, 10, 13, 16)
+    assert D_GRID[0] == 4 and D_GRID[-1] == 16384 and len(D_GRID) == 37
+    with pytest.raises(ValueError, match="at least 2 x low"):
+        d_grid(10, 15)
+    with pytest.raises(ValueError, match="low"):
+        d_grid(0, 15)
+    with pytest.raises(ValueError, match="target"):
+        CurveBank(target=-1.0)
+    with pytest.raises(ValueError, match="bins"):
+        CurveBank(bins=1)
+    bank = CurveBank(bins=8)
+    assert bank.problem(8).n_bins == 8 and bank.problem(100).n_bins <= 8
+    c = bank.curve(FAMILIES["sgd"], 8)
+    assert bank.curve(FAMILIES["sgd"], 8) is c          # computed once

@@ -1,0 +1,164 @@
+"""The physical comparison (``nnbench compare``, default mode): a store generated from an exact NQM
+(known d and noise scale) plus multiplicative trial noise is fitted back and its B_crit covered; the fit
+sees SGD only; unsupported data are refused; table, JSON, figure and CLI."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from nnbench.cli import main
+from nnbench.compare import compare
+from nnbench.compare_fit import compare_fit, study_trials, write_results
+from nnbench.predict import FAMILIES, CurveBank, d_grid, fit_sgd
+from nnbench.store import Status, Store, TrialResult
+
+D_TRUE, BATCH_SCALE, NQM_TARGET = 64, 5.0, 0.01
+GRID = d_grid(32, 128)
+BATCHES = [2**e for e in range(3, 17)]          # 8 .. 65536
+
+
+@pytest.fixture(scope="module")
+def bank():
+    return CurveBank(target=NQM_TARGET, bins=24)
+
+
+def true_steps(bank, optimizer, b):
+    curve = bank.curve(FAMILIES[optimizer], D_TRUE)
+    return float(np.exp(curve.log_steps(np.log([b / BATCH_SCALE]))[0]))
+
+
+def write_store(path, bank, *, optimizers=("sgd", "momentum", "adam"), trials=4, noise=0.08, seed=0,
+                scale=None, batches=BATCHES, steps_fn=None):
+    """Per (optimizer, B) ``trials`` trials: the study's best trial needs the tuned NQM steps x exp(N(0, noise))
+    (multiplicative scatter of the point), the others, mistuned, exp(|N(0, 0.3)|) times more (rounded, at
+    least 1); the NQM is h_i = 1/i, i = 1..D_TRUE at batch scale BATCH_SCALE. ``scale``: {optimizer: factor}
+    multiplying that optimizer's steps (a perturbation)."""
+    rng = np.random.default_rng(seed)
+    with Store(path) as store:
+        for opt in optimizers:
+            for b in batches:
+                definition = {"workload": "nqm_toy", "optimizer": opt, "batch_size": b, "metric": "risk",
+                              "target": 0.5, "direction": "min", "max_steps": 10**7, "seed": 0,
+                              "search_space": {"params": [{"name": "lr", "low": 1e-3, "high": 10.0,
+                                                           "scale": "log"}], "fixed": {}}}
+                rec = store.ensure_study(definition, trials)
+                base = (steps_fn or true_steps)(bank, opt, b) * (scale or {}).get(opt, 1.0)
+                point = base * math.exp(rng.normal(0.0, noise))
+                for i in range(trials):
+                    steps = max(1, int(round(point * (math.exp(abs(rng.normal(0.0, 0.3))) if i else 1.0))))
+                    store.write_trial(rec.id, TrialResult(
+                        index=i, status=Status.COMPLETE, hparams={"lr": 0.1}, steps_to_result=steps,
+                        steps_run=steps, final_metric=0.4, best_metric=0.4, wall_time=0.1, device="cpu", seed=i))
+
+
+def test_fit_sgd_recovers_d_and_batch_scale_from_exact_points(bank):
+    B = np.array(BATCHES, float)
+    S = [true_steps(bank, "sgd", b) for b in B]
+    f = fit_sgd(B, S, bank=bank, d_grid=GRID)
+    assert f.d == D_TRUE and f.batch_scale == pytest.approx(BATCH_SCALE, rel=1e-3)
+    assert f.residual_rms < 1e-3 and f.n_points == len(BATCHES) and not f.d_at_edge
+    assert min(f.profile) == pytest.approx(f.residual_rms)
+    # no steps scale: the same points at twice the steps need another spectrum, not a scale
+    assert fit_sgd(B, 2 * np.array(S), bank=bank, d_grid=GRID).d > D_TRUE
+    with pytest.raises(ValueError, match="3 batch sizes"):
+        fit_sgd(B[:2], S[:2], bank=bank, d_grid=GRID)
+
+
+def test_physical_fit_on_a_noisy_exact_nqm_store(tmp_path, bank):
+    store = tmp_path / "s.sqlite"
+    write_store(store, bank)
+    r = compare_fit(store, out_dir=tmp_path / "figs", d_grid=GRID, bank=bank, n_boot=60, seed=1)
+    ph = r.physical
+    assert ph.fit.d in (51, 64, 81) and ph.d.low <= D_TRUE <= ph.d.high
+    assert ph.batch_scale.low <= BATCH_SCALE * 1.05 and ph.batch_scale.high >= BATCH_SCALE * 0.95
+    for opt in ("sgd", "momentum", "adam"):
+        known = BATCH_SCALE * bank.curve(FAMILIES[opt], D_TRUE).b_crit
+        iv = ph.predictions[opt].b_crit
+        assert iv.low <= known <= iv.high, (opt, known, iv)
+        # the measured McCandlish fit of the noisy points agrees with the prediction within 2x
+        assert 0.5 < r.ratio(opt, "b_crit") < 2.0
+        m = r.measured[opt]
+        assert m.refused is None and m.b_crit.low <= m.b_crit.value <= m.b_crit.high
+        assert np.all(m.steps_interval[:, 0] <= m.steps) and np.all(m.steps <= m.steps_interval[:, 1])
+    d = r.to_dict()
+    json.dumps(d)
+    assert d["optimizers"]["momentum"]["role"] == "predicted out of sample"
+    assert set(d["optimizers"]["adam"]["ratio_predicted_over_measured"]) == {"b_crit", "s_min", "e_min"}
+    assert d["sgd_fit"]["effective_dimension_d"]["value"] == ph.fit.d
+    text = r.table()
+    assert "fit on SGD only" in text and "pred/meas" in text and "refused" not in text
+    png = tmp_path / "figs" / "compare_nqm_toy.png"
+    assert r.figure == str(png) and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    out = write_results(r, tmp_path / "results")
+    assert out.name == "compare_nqm_toy.json" and json.loads(out.read_text())["workload"] == "nqm_toy"
+
+
+def test_fit_sees_sgd_only(tmp_path, bank):
+    a, b = tmp_path / "a.sqlite", tmp_path / "b.sqlite"
+    write_store(a, bank)
+    write_store(b, bank, scale={"momentum": 3.0, "adam": 0.2})
+    ra = compare_fit(a, out_dir=None, d_grid=GRID, bank=bank, n_boot=20)
+    rb = compare_fit(b, out_dir=None, d_grid=GRID, bank=bank, n_boot=20)
+    assert ra.physical.fit == rb.physical.fit
+    for opt in ("sgd", "momentum", "adam"):
+        pa, pb = ra.physical.predictions[opt], rb.physical.predictions[opt]
+        assert (pa.b_crit, pa.s_min, pa.e_min) == (pb.b_crit, pb.s_min, pb.e_min)
+        np.testing.assert_array_equal(pa.steps_band, pb.steps_band)
+    assert rb.measured["momentum"].s_min.value > 2 * ra.measured["momentum"].s_min.value
+
+
+def test_unsupported_data_are_refused(tmp_path, bank):
+    rising = tmp_path / "rising.sqlite"
+    write_store(rising, bank, optimizers=("sgd",), steps_fn=lambda bank, opt, b: 10.0 * b ** 0.3)
+    with pytest.raises(ValueError, match="cannot support the physical fit: steps do not fall"):
+        compare_fit(rising, out_dir=None, d_grid=GRID, bank=bank, n_boot=5)
+    # momentum measured only at small B: its plateau is never reached, its B_crit is refused
+    store = tmp_path / "s.sqlite"
+    write_store(store, bank, optimizers=("sgd",))
+    write_store(store, bank, optimizers=("momentum",), batches=BATCHES[:4], seed=2)
+    r = compare_fit(store, out_dir=None, d_grid=GRID, bank=bank, n_boot=10)
+    m = r.measured["momentum"]
+    assert m.refused is not None and "beyond the largest batch measured" in m.refused
+    assert m.b_crit is None and r.ratio("momentum", "b_crit") is None
+    assert "refused" in r.table() and "momentum measured: B_crit fit" in r.table()
+    assert r.to_dict()["optimizers"]["momentum"]["measured"]["unsupported_reason"] == m.refused
+    # the prediction is still made: it never looked at momentum's data
+    assert math.isfinite(r.physical.predictions["momentum"].b_crit.value)
+    no_sgd = tmp_path / "nosgd.sqlite"
+    write_store(no_sgd, bank, optimizers=("momentum",))
+    with pytest.raises(ValueError, match="needs SGD studies"):
+        compare_fit(no_sgd, out_dir=None, d_grid=GRID, bank=bank)
+    # a d the grid cannot reach is refused, not printed
+    with pytest.raises(ValueError, match="edge of the d grid"):
+        compare_fit(store, out_dir=None, d_grid=(4, 6, 8), bank=bank, n_boot=5)
+
+
+def test_study_trials_and_mode_checks(tmp_path, bank):
+    store = tmp_path / "s.sqlite"
+    write_store(store, bank, optimizers=("sgd",), trials=3)
+    w, metric, target, trials, missing = study_trials(store)
+    assert (w, metric, target, missing) == ("nqm_toy", "risk", 0.5, ())
+    assert sorted(trials["sgd"]) == [float(b) for b in BATCHES] and len(trials["sgd"][8.0]) == 3
+    with pytest.raises(ValueError, match="spectrum must be"):
+        compare(store, spectrum="measured")
+    with pytest.raises(ValueError, match="fit_on"):
+        compare(store, fit_on="all")
+    with pytest.raises(ValueError, match="n_boot"):
+        compare(store, spectrum="paper", n_boot=10)
+
+
+def test_cli_physical_compare(tmp_path, capsys):
+    store = tmp_path / "s.sqlite"
+    write_store(store, CurveBank(target=NQM_TARGET, bins=24), optimizers=("sgd",), trials=2)
+    argv = ["compare", "--store", str(store), "--out", str(tmp_path), "--d-range", "32", "128",
+            "--bootstrap", "5", "--results", str(tmp_path / "res")]
+    assert main(argv + ["--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["optimizers"]["sgd"]["role"] == "fitted (SGD)" and out["bootstrap"]["requested"] == 5
+    assert (tmp_path / "res" / "compare_nqm_toy.json").exists() and (tmp_path / "compare_nqm_toy.png").exists()
+    assert main(argv[:-2] + ["--power", "adam"]) == 2
+    assert "--power: expected NAME=P" in capsys.readouterr().err
+    assert main(argv[:-2] + ["--fit-on", "all"]) == 2
+    assert "--fit-on applies to --spectrum paper" in capsys.readouterr().err
