@@ -31,6 +31,7 @@ __all__ = [
     "summarize_store",
     "run_study",
     "run_sweep",
+    "run_specs",
     "format_table",
 ]
 
@@ -50,6 +51,8 @@ class StudySpec:
         max_trials: trial indices 0..max_trials-1 are run (not part of the identity: a study can be
             extended).
         seed: seeds the quasi-random search and the trials.
+        protocol: the study's place in a measurement protocol (``nnbench.protocol``: its round, parent
+            study, widened edges); part of the identity when given.
     """
 
     workload: Workload
@@ -58,6 +61,7 @@ class StudySpec:
     search_space: SearchSpace
     max_trials: int
     seed: int = 0
+    protocol: Mapping | None = None
 
     def __post_init__(self):
         for name in ("batch_size", "max_trials", "seed"):
@@ -82,6 +86,7 @@ class StudySpec:
             "seed": self.seed,
             "search_space": self.search_space.to_dict(),
             "workload_definition": w.definition(),
+            **({} if self.protocol is None else {"protocol": dict(self.protocol)}),
         }
 
 
@@ -248,11 +253,8 @@ def run_sweep(
     Returns:
         One :class:`StudySummary` per (optimizer, batch size), in the order given.
     """
-    from tqdm.auto import tqdm
-
-    from nnbench.device import resolve_device
     from nnbench.optim import OPTIMIZERS
-    from nnbench.workloads import build_workload_data, get_workload
+    from nnbench.workloads import get_workload
 
     if isinstance(workload, str):
         workload = get_workload(workload)
@@ -285,6 +287,36 @@ def run_sweep(
         for opt in optimizers
         for b in batch_sizes
     ]
+    return run_specs(specs, store_path, device=device, progress=progress, data_dir=data_dir,
+                     instruments=instruments, instrument_every=instrument_every)
+
+
+def run_specs(
+    specs: Sequence[StudySpec],
+    store_path: str | os.PathLike,
+    *,
+    device="auto",
+    progress: bool = True,
+    data_dir: str | None = None,
+    instruments: Sequence = (),
+    instrument_every: int | None = None,
+) -> list[StudySummary]:
+    """Run (or resume, or extend) the given studies of one workload: ``run_sweep`` for studies whose
+    search spaces differ per batch size (``nnbench.protocol``'s focused and seed rounds).
+
+    Returns one :class:`StudySummary` per spec, in order.
+    """
+    from tqdm.auto import tqdm
+
+    from nnbench.device import resolve_device
+    from nnbench.workloads import build_workload_data
+
+    specs = list(specs)
+    if not specs:
+        return []
+    workload = specs[0].workload
+    if any(spec.workload != workload for spec in specs):
+        raise ValueError("run_specs: all studies must share one workload (one data set is built)")
     dev = resolve_device(device)
     with Store(store_path) as store:
         # Count the missing trials first, so the bar's total is right on a resumed sweep.

@@ -1,7 +1,8 @@
 """One trial: train a fresh model with fixed hyperparameters until the target metric is first reached.
 
 Protocol (Shallue et al. 2018, section 3.2; Zhang et al. 2019, section 4): the model is evaluated on
-the workload's evaluation split at step 0 and every ``eval_every`` training steps; the first evaluation
+the workload's evaluation split at step 0 and every ``eval_every`` training steps (or on a geometric
+grid of bounded relative granularity: ``is_eval_step``); the first evaluation
 at which the metric reaches the target gives the trial's *steps to result* (status COMPLETE). A trial
 that spends ``max_steps`` without reaching it is INCOMPLETE; one whose training loss becomes
 non-finite or explodes (mean over a check window above ``divergence_factor`` times the loss at
@@ -31,6 +32,7 @@ from nnbench.workloads import Workload, build_workload_data
 
 __all__ = [
     "run", "evaluate", "is_eval_step", "make_loss", "trial_seed", "Instrument", "DIVERGENCE_FACTOR", "CHECK_EVERY",
+    "GEOMETRIC_FROM",
 ]
 
 # Training loss above this multiple of the loss at initialisation counts as divergence. Loss spikes
@@ -39,6 +41,8 @@ __all__ = [
 DIVERGENCE_FACTOR = 20.0
 # Steps between host reads of the summed training loss (divergence check): one sync per window.
 CHECK_EVERY = 20
+# The geometric evaluation grid evaluates every step up to here (where a 3% step is under one step).
+GEOMETRIC_FROM = 32
 
 # instrument(model, loss_fn, (x, y)) -> {name: value}; values are stored as measurements.
 Instrument = Callable[[nn.Module, Callable[[Tensor, Tensor], Tensor], tuple[Tensor, Tensor]], Mapping[str, float]]
@@ -131,9 +135,25 @@ def _reached(value: float, target: float, direction: str) -> bool:
 
 # -- pieces shared with the ensemble runner (nnbench.ensemble): one definition of the protocol ------
 def is_eval_step(workload: Workload, step: int) -> bool:
-    """Whether a trial of ``workload`` evaluates after ``step`` training steps: at step 0, every
-    ``eval_every`` steps and at the last step of the budget."""
-    return step % workload.eval_every == 0 or step == workload.max_steps
+    """Whether a trial of ``workload`` evaluates after ``step`` training steps.
+
+    Always at the last step of the budget. With ``workload.eval_grid == "every"``: at step 0 and every
+    ``eval_every`` steps. With ``"geometric"`` (relative step ``r = workload.eval_rel_step``): every
+    step ``n <= GEOMETRIC_FROM`` (32), and a step ``n > 32`` when it is the first integer of its bin
+    ``k(n) = floor(log(n / 32) / log(1 + r))``, i.e. ``k(n) > k(n - 1)``. The next evaluation after
+    ``n_a`` is the first integer at or above ``32 (1 + r)^(k(n_a) + 1) <= n_a (1 + r)``, so consecutive
+    evaluations satisfy ``n_b - 1 < n_a (1 + r)``, and the steps to result found on this grid is less
+    than ``1 + r`` times the first step at which the metric is at the target; a budget of ``N`` steps
+    has at most ``33 + log(N / 32) / log(1 + r)`` evaluations (about 210 for N = 6,000, r = 3%).
+    """
+    if step == workload.max_steps:
+        return True
+    if workload.eval_grid == "every":
+        return step % workload.eval_every == 0
+    if step <= GEOMETRIC_FROM:
+        return True
+    rel = math.log1p(workload.eval_rel_step)
+    return math.floor(math.log(step / GEOMETRIC_FROM) / rel) > math.floor(math.log((step - 1) / GEOMETRIC_FROM) / rel)
 
 
 def _is_check_step(step: int, last_check: int, check_every: int, eval_now: bool) -> bool:
