@@ -5,6 +5,7 @@
                   --trials 16 --store runs/nnbench.sqlite
     nnbench status --store runs/nnbench.sqlite   # per study: trials by status, steps to result, edge flags
     nnbench export --store runs/nnbench.sqlite --out runs/trials.csv --measurements runs/measurements.csv
+    nnbench protocol --optimizers sgd --batch-sizes 16 1024   # search, focused search, seeds (median)
     nnbench workloads                            # the registered workloads
     nnbench compare --store runs/nnbench.sqlite  # the NQM's prediction beside the sweep (figure + table)
 
@@ -18,6 +19,8 @@ import argparse
 import dataclasses
 import json
 import sys
+
+from nnbench import protocol_cli
 
 __all__ = ["main", "build_parser"]
 
@@ -38,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Quick start (a few minutes on 2 CPU cores, no download): python -m nnbench sweep --quick",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{sweep,status,export,workloads,compare}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{sweep,protocol,status,export,workloads,compare}")
 
     sw = sub.add_parser(
         "sweep",
@@ -109,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--nqm-target", type=float, default=0.01,
                     help="target risk of the reference NQM (the paper's problem; default 0.01)")
     cp.add_argument("--json", action="store_true", help="print JSON")
+    protocol_cli.add_parser(sub)
     return parser
 
 
@@ -208,7 +212,7 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handler = {"sweep": _sweep, "status": _status, "export": _export, "workloads": _workloads,
-               "compare": _compare}[args.command]
+               "compare": _compare, "protocol": protocol_cli.command}[args.command]
     try:
         return handler(args)
     except (ValueError, FileNotFoundError) as e:

@@ -17,6 +17,7 @@ loop never calls ``.item()`` per step: the training loss is summed on the device
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -31,7 +32,7 @@ from nnbench.store import Measurement, Status, TrialResult
 from nnbench.workloads import Workload, build_workload_data
 
 __all__ = [
-    "run", "evaluate", "is_eval_step", "make_loss", "trial_seed", "Instrument", "DIVERGENCE_FACTOR", "CHECK_EVERY",
+    "run", "evaluate", "is_eval_step", "geometric_grid", "make_loss", "trial_seed", "Instrument", "DIVERGENCE_FACTOR", "CHECK_EVERY",
     "GEOMETRIC_FROM",
 ]
 
@@ -139,21 +140,29 @@ def is_eval_step(workload: Workload, step: int) -> bool:
 
     Always at the last step of the budget. With ``workload.eval_grid == "every"``: at step 0 and every
     ``eval_every`` steps. With ``"geometric"`` (relative step ``r = workload.eval_rel_step``): every
-    step ``n <= GEOMETRIC_FROM`` (32), and a step ``n > 32`` when it is the first integer of its bin
-    ``k(n) = floor(log(n / 32) / log(1 + r))``, i.e. ``k(n) > k(n - 1)``. The next evaluation after
-    ``n_a`` is the first integer at or above ``32 (1 + r)^(k(n_a) + 1) <= n_a (1 + r)``, so consecutive
-    evaluations satisfy ``n_b - 1 < n_a (1 + r)``, and the steps to result found on this grid is less
-    than ``1 + r`` times the first step at which the metric is at the target; a budget of ``N`` steps
-    has at most ``33 + log(N / 32) / log(1 + r)`` evaluations (about 210 for N = 6,000, r = 3%).
+    step up to ``GEOMETRIC_FROM`` (32), then the steps ``n_0 = 32``, ``n_{j+1} = floor(n_j (1 + r)) + 1``
+    (:func:`geometric_grid`). Consecutive evaluations thus satisfy ``n_{j+1} - 1 <= n_j (1 + r)``: a
+    first crossing of the target at step ``s`` in ``(n_j, n_{j+1}]`` is reported as
+    ``n_{j+1} < s (1 + r)``, within a factor ``1 + r`` at every batch size; and ``n_j >= 32 (1 + r)^j``,
+    so a budget of ``N`` steps has at most ``34 + log(N / 32) / log(1 + r)`` evaluations (about 210 for
+    N = 6,000, r = 3%).
     """
     if step == workload.max_steps:
         return True
     if workload.eval_grid == "every":
         return step % workload.eval_every == 0
-    if step <= GEOMETRIC_FROM:
-        return True
-    rel = math.log1p(workload.eval_rel_step)
-    return math.floor(math.log(step / GEOMETRIC_FROM) / rel) > math.floor(math.log((step - 1) / GEOMETRIC_FROM) / rel)
+    return step <= GEOMETRIC_FROM or step in geometric_grid(workload.eval_rel_step, workload.max_steps)
+
+
+@functools.lru_cache(maxsize=64)
+def geometric_grid(rel: float, max_steps: int) -> frozenset[int]:
+    """The evaluation steps above ``GEOMETRIC_FROM`` of the geometric grid with relative step ``rel``
+    up to ``max_steps`` (:func:`is_eval_step`); computed once per (rel, max_steps)."""
+    steps, n = [], GEOMETRIC_FROM
+    while n <= max_steps:
+        steps.append(n)
+        n = math.floor(n * (1 + rel)) + 1
+    return frozenset(steps)
 
 
 def _is_check_step(step: int, last_check: int, check_every: int, eval_now: bool) -> bool:
