@@ -5,6 +5,7 @@
                   --trials 16 --store runs/nnbench.sqlite
     nnbench status --store runs/nnbench.sqlite   # per study: trials by status, steps to result, edge flags
     nnbench export --store runs/nnbench.sqlite --out runs/trials.csv --measurements runs/measurements.csv
+    nnbench protocol --optimizers sgd --batch-sizes 16 1024   # search, focused search, seeds (median)
     nnbench workloads                            # the registered workloads
     nnbench compare --store runs/nnbench.sqlite  # NQM fitted on SGD, others predicted (figure + table)
     nnbench import-batch-science DATA/mnist/simple_cnn_base --target 0.01 --store runs/shallue.sqlite
@@ -21,6 +22,7 @@ import dataclasses
 import json
 import sys
 
+from nnbench import protocol_cli
 from nqm._pipe import quiet_on_broken_pipe
 
 __all__ = ["main", "build_parser"]
@@ -53,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Quick start (a few minutes on 2 CPU cores, no download): python -m nnbench sweep --quick",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{sweep,status,export,workloads,compare,import-batch-science}")
+    sub = parser.add_subparsers(dest="command", required=True,
+                                metavar="{sweep,protocol,status,export,workloads,compare,import-batch-science}")
 
     sw = sub.add_parser(
         "sweep",
@@ -178,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--nqm-target", type=float, default=0.01,
                     help="target risk of the NQM (default 0.01, the paper's)")
     cp.add_argument("--json", action="store_true", help="print JSON")
+    protocol_cli.add_parser(sub)
     return parser
 
 
@@ -357,7 +361,8 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handler = {"sweep": _sweep, "status": _status, "export": _export, "workloads": _workloads,
-               "compare": _compare, "import-batch-science": _import_batch_science}[args.command]
+               "compare": _compare, "import-batch-science": _import_batch_science,
+               "protocol": protocol_cli.command}[args.command]
     try:
         return handler(args)
     except (ValueError, FileNotFoundError, ImportError) as e:

@@ -20,13 +20,13 @@ Every scale maps the unit interval monotonically onto ``[low, high]`` (``u = 0``
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.stats import qmc
 
-__all__ = ["SCALES", "Param", "SearchSpace", "QuasiRandomSearch", "edge_report"]
+__all__ = ["SCALES", "Param", "SearchSpace", "QuasiRandomSearch", "edge_report", "focus_space"]
 
 SCALES = ("linear", "log", "reverse_log")
 
@@ -221,3 +221,60 @@ def edge_report(space: SearchSpace, hparams: Mapping[str, float], tol: float = 0
         elif u >= 1 - tol:
             edges[p.name] = "high"
     return edges
+
+
+def _widened_value(p: Param, u: float) -> float:
+    """``p.from_unit(u)`` for ``u`` beyond [0, 1], kept inside the parameter's natural domain: a
+    reverse_log value (a momentum, a decay) and a linear one whose range starts at >= 0 stay >= 0
+    (a log value is > 0 by construction)."""
+    value = p.from_unit(u)
+    if p.scale != "log" and p.low >= 0:
+        value = max(value, 0.0)
+    return value
+
+
+def focus_space(
+    space: SearchSpace,
+    best: Sequence[Mapping[str, float]],
+    *,
+    margin: float = 0.15,
+    widen: float = 0.5,
+    tol: float = 0.05,
+) -> tuple[SearchSpace, dict[str, str]]:
+    """A search space focused around the best trials of a search over ``space``, widened at an edge.
+
+    ``best``: the hyperparameters of the best trials, best first (at least one). Per searched
+    parameter, in the scaled unit range of ``space`` (0 = low, 1 = high): the focused range spans the
+    best trials' coordinates widened by ``margin`` on each side, intersected with [0, 1]; where the
+    best trial sits within ``tol`` of an edge (:func:`edge_report`) that end is instead moved beyond
+    the edge, to ``-widen`` or ``1 + widen`` (a fraction of the original scaled range), since the
+    optimum may lie outside (Zhang et al. 2019, section 4; Shallue et al. 2018 widened by hand).
+    Fixed values stay fixed. A pure function of its arguments: the same stored trials give the same
+    space.
+
+    Returns:
+        ``(focused space, widened)``, ``widened`` as ``{name: "low" | "high"}``.
+    """
+    best = list(best)
+    if not best:
+        raise ValueError("focus_space: best must hold at least one trial's hyperparameters")
+    for name, value in (("margin", margin), ("widen", widen)):
+        if not (isinstance(value, (int, float)) and 0 < value <= 1):
+            raise ValueError(f"focus_space: {name} must be a number in (0, 1], got {value!r}")
+    edges = edge_report(space, best[0], tol)
+    params, widened = [], {}
+    for p in space.params:
+        units = [p.to_unit(point[p.name]) for point in best]
+        lo = -widen if edges.get(p.name) == "low" else max(0.0, min(units) - margin)
+        hi = 1 + widen if edges.get(p.name) == "high" else min(1.0, max(units) + margin)
+        # the original ends exactly where the focused range reaches them (no round-off beyond)
+        low = p.low if lo == 0 else _widened_value(p, lo)
+        high = p.high if hi == 1 else _widened_value(p, hi)
+        focused = Param(p.name, low, high, p.scale)
+        # an edge at the end of a parameter's domain (momentum 0) cannot be widened: not recorded
+        if focused.low < p.low:
+            widened[p.name] = "low"
+        if focused.high > p.high:
+            widened[p.name] = "high"
+        params.append(focused)
+    return SearchSpace(tuple(params), dict(space.fixed)), widened

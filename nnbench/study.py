@@ -34,6 +34,7 @@ __all__ = [
     "run_study",
     "run_trials",
     "run_sweep",
+    "run_specs",
     "format_table",
 ]
 
@@ -53,6 +54,8 @@ class StudySpec:
         max_trials: trial indices 0..max_trials-1 are run (not part of the identity: a study can be
             extended).
         seed: seeds the quasi-random search and the trials.
+        protocol: the study's place in a measurement protocol (``nnbench.protocol``: its round, parent
+            study, widened edges); part of the identity when given.
     """
 
     workload: Workload
@@ -61,6 +64,7 @@ class StudySpec:
     search_space: SearchSpace
     max_trials: int
     seed: int = 0
+    protocol: Mapping | None = None
 
     def __post_init__(self):
         for name in ("batch_size", "max_trials", "seed"):
@@ -85,6 +89,7 @@ class StudySpec:
             "seed": self.seed,
             "search_space": self.search_space.to_dict(),
             "workload_definition": w.definition(),
+            **({} if self.protocol is None else {"protocol": dict(self.protocol)}),
         }
 
 
@@ -293,11 +298,8 @@ def run_sweep(
         StudyBusy (a ValueError): another process is running one of these studies (see
             ``nnbench.store.study_leases``); nothing is run.
     """
-    from tqdm.auto import tqdm
-
-    from nnbench.device import resolve_device
     from nnbench.optim import OPTIMIZERS
-    from nnbench.workloads import build_workload_data, get_workload
+    from nnbench.workloads import get_workload
 
     if isinstance(workload, str):
         workload = get_workload(workload)
@@ -332,6 +334,38 @@ def run_sweep(
         for opt in optimizers
         for b in batch_sizes
     ]
+    return run_specs(specs, store_path, device=device, progress=progress, data_dir=data_dir,
+                     instruments=instruments, instrument_every=instrument_every, ensemble=ensemble)
+
+
+def run_specs(
+    specs: Sequence[StudySpec],
+    store_path: str | os.PathLike,
+    *,
+    device="auto",
+    progress: bool | None = None,
+    data_dir: str | None = None,
+    instruments: Sequence = (),
+    instrument_every: int | None = None,
+    ensemble: int | str = 1,
+) -> list[StudySummary]:
+    """Run (or resume, or extend) the given studies of one workload: ``run_sweep`` for studies whose
+    search spaces differ per batch size (``nnbench.protocol``'s focused and seed rounds). The
+    keyword arguments are those of ``run_sweep``.
+
+    Returns one :class:`StudySummary` per spec, in order.
+    """
+    from tqdm.auto import tqdm
+
+    from nnbench.device import resolve_device
+    from nnbench.workloads import build_workload_data
+
+    specs = list(specs)
+    if not specs:
+        return []
+    workload = specs[0].workload
+    if any(spec.workload != workload for spec in specs):
+        raise ValueError("run_specs: all studies must share one workload (one data set is built)")
     dev = resolve_device(device)
     bars = sys.stderr.isatty() if progress is None else bool(progress)
     with study_leases(store_path, [spec.definition() for spec in specs]):

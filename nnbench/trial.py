@@ -1,7 +1,8 @@
 """One trial: train a fresh model with fixed hyperparameters until the target metric is first reached.
 
 Protocol (Shallue et al. 2018, section 3.2; Zhang et al. 2019, section 4): the model is evaluated on
-the workload's evaluation split at step 0 and every ``eval_every`` training steps; the first evaluation
+the workload's evaluation split at step 0 and every ``eval_every`` training steps (or on a geometric
+grid of bounded relative granularity: ``is_eval_step``); the first evaluation
 at which the metric reaches the target gives the trial's *steps to result* (status COMPLETE). A trial
 that spends ``max_steps`` without reaching it is INCOMPLETE; one whose training loss becomes
 non-finite or explodes (mean over a check window above ``divergence_factor`` times the loss at
@@ -16,6 +17,7 @@ loop never calls ``.item()`` per step: the training loss is summed on the device
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -30,7 +32,8 @@ from nnbench.store import Measurement, Status, TrialResult
 from nnbench.workloads import Workload, build_workload_data
 
 __all__ = [
-    "run", "evaluate", "is_eval_step", "make_loss", "trial_seed", "Instrument", "DIVERGENCE_FACTOR", "CHECK_EVERY",
+    "run", "evaluate", "is_eval_step", "geometric_grid", "make_loss", "trial_seed", "Instrument", "DIVERGENCE_FACTOR", "CHECK_EVERY",
+    "GEOMETRIC_FROM",
 ]
 
 # Training loss above this multiple of the loss at initialisation counts as divergence. Loss spikes
@@ -39,6 +42,8 @@ __all__ = [
 DIVERGENCE_FACTOR = 20.0
 # Steps between host reads of the summed training loss (divergence check): one sync per window.
 CHECK_EVERY = 20
+# The geometric evaluation grid evaluates every step up to here (where a 3% step is under one step).
+GEOMETRIC_FROM = 32
 
 # instrument(model, loss_fn, (x, y)) -> {name: value}; values are stored as measurements.
 Instrument = Callable[[nn.Module, Callable[[Tensor, Tensor], Tensor], tuple[Tensor, Tensor]], Mapping[str, float]]
@@ -143,9 +148,33 @@ def _reached(value: float, target: float, direction: str) -> bool:
 
 # -- pieces shared with the ensemble runner (nnbench.ensemble): one definition of the protocol ------
 def is_eval_step(workload: Workload, step: int) -> bool:
-    """Whether a trial of ``workload`` evaluates after ``step`` training steps: at step 0, every
-    ``eval_every`` steps and at the last step of the budget."""
-    return step % workload.eval_every == 0 or step == workload.max_steps
+    """Whether a trial of ``workload`` evaluates after ``step`` training steps.
+
+    Always at the last step of the budget. With ``workload.eval_grid == "every"``: at step 0 and every
+    ``eval_every`` steps. With ``"geometric"`` (relative step ``r = workload.eval_rel_step``): every
+    step up to ``GEOMETRIC_FROM`` (32), then the steps ``n_0 = 32``, ``n_{j+1} = floor(n_j (1 + r)) + 1``
+    (:func:`geometric_grid`). Consecutive evaluations thus satisfy ``n_{j+1} - 1 <= n_j (1 + r)``: a
+    first crossing of the target at step ``s`` in ``(n_j, n_{j+1}]`` is reported as
+    ``n_{j+1} < s (1 + r)``, within a factor ``1 + r`` at every batch size; and ``n_j >= 32 (1 + r)^j``,
+    so a budget of ``N`` steps has at most ``34 + log(N / 32) / log(1 + r)`` evaluations (about 210 for
+    N = 6,000, r = 3%).
+    """
+    if step == workload.max_steps:
+        return True
+    if workload.eval_grid == "every":
+        return step % workload.eval_every == 0
+    return step <= GEOMETRIC_FROM or step in geometric_grid(workload.eval_rel_step, workload.max_steps)
+
+
+@functools.lru_cache(maxsize=64)
+def geometric_grid(rel: float, max_steps: int) -> frozenset[int]:
+    """The evaluation steps above ``GEOMETRIC_FROM`` of the geometric grid with relative step ``rel``
+    up to ``max_steps`` (:func:`is_eval_step`); computed once per (rel, max_steps)."""
+    steps, n = [], GEOMETRIC_FROM
+    while n <= max_steps:
+        steps.append(n)
+        n = math.floor(n * (1 + rel)) + 1
+    return frozenset(steps)
 
 
 def _is_check_step(step: int, last_check: int, check_every: int, eval_now: bool) -> bool:

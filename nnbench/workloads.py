@@ -46,9 +46,12 @@ from dataclasses import dataclass, field
 
 from nnbench.search import Param, SearchSpace
 
-__all__ = ["LOSSES", "METRICS", "Workload", "WORKLOADS", "get_workload", "build_workload_data"]
+__all__ = ["EVAL_GRIDS", "LOSSES", "METRICS", "Workload", "WORKLOADS", "get_workload", "build_workload_data"]
 
 LOSSES = ("cross_entropy", "mse")
+# Evaluation grids of a trial (nnbench.trial.is_eval_step): every ``eval_every`` steps, or every step
+# up to 32 and then geometric bins of ratio 1 + eval_rel_step.
+EVAL_GRIDS = ("every", "geometric")
 # metric -> the direction in which it improves
 METRICS = {"accuracy": "max", "cross_entropy": "min", "mse": "min"}
 
@@ -103,7 +106,13 @@ class Workload:
         metric: ``"accuracy"``, ``"cross_entropy"`` (nats) or ``"mse"``, on ``eval_split``.
         target: the metric value that counts as "reached" (Shallue et al.'s goal);
             ``direction``: ``"max"`` (reached when metric >= target) or ``"min"`` (metric <= target).
-        eval_every: training steps between evaluations (steps to result is a multiple of it).
+        eval_every: training steps between evaluations (steps to result is a multiple of it) with the
+            ``"every"`` grid; unused by the geometric grid.
+        eval_grid: ``"every"`` (default: every ``eval_every`` steps) or ``"geometric"`` (every step up
+            to 32, then the first step of each geometric bin of ratio ``1 + eval_rel_step``: steps to
+            result is then within a factor ``1 + eval_rel_step`` of the first step at the target; see
+            ``nnbench.trial.is_eval_step``). Part of the definition only when not ``"every"``.
+        eval_rel_step: the relative granularity of the geometric grid (e.g. 0.03 = 3%).
         max_steps: step budget of one trial.
         schedule: ``"constant"`` or ``"linear_decay"`` (Zhang et al. Table 1, appendix E.3).
         eval_batch_size: examples per forward pass when evaluating (memory only, not results).
@@ -133,6 +142,8 @@ class Workload:
     eval_split: str = "validation"
     schedule: str = "constant"
     eval_batch_size: int = 1024
+    eval_grid: str = "every"
+    eval_rel_step: float = 0.03
     needs_data_dir: bool = False
     lr_ranges: Mapping[str, tuple[float, float]] = field(default_factory=_lr_ranges)
     fixed_hparams: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
@@ -155,6 +166,7 @@ class Workload:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"workload {self.name!r}: {name} must be a positive integer, got {v!r}")
+        self._check_eval_grid()
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"workload {self.name!r}: label_smoothing must be in [0, 1), got {self.label_smoothing!r}")
         if self.label_smoothing and self.loss != "cross_entropy":
@@ -172,6 +184,20 @@ class Workload:
             Param("lr", *lr_range, "log")  # validates the range
         object.__setattr__(self, "dataset_kwargs", dict(self.dataset_kwargs))
         object.__setattr__(self, "model_kwargs", dict(self.model_kwargs))
+
+    def _check_eval_grid(self) -> None:
+        if self.eval_grid not in EVAL_GRIDS:
+            raise ValueError(f"workload {self.name!r}: eval_grid must be one of {EVAL_GRIDS}, got {self.eval_grid!r}")
+        r = self.eval_rel_step
+        if isinstance(r, bool) or not isinstance(r, (int, float)) or not (0 < r <= 1):
+            raise ValueError(f"workload {self.name!r}: eval_rel_step must be a number in (0, 1], got {r!r}")
+
+    def _eval_grid_definition(self) -> dict:
+        """The evaluation grid's part of :meth:`definition`: empty for the default ``"every"`` grid, so
+        the studies stored before the geometric grid existed keep their identity."""
+        if self.eval_grid == "every":
+            return {}
+        return {"eval_grid": self.eval_grid, "eval_rel_step": float(self.eval_rel_step)}
 
     # -- search spaces ---------------------------------------------------------------------------
     def search_space(self, optimizer: str) -> SearchSpace:
@@ -222,6 +248,7 @@ class Workload:
             "eval_every": self.eval_every,
             "max_steps": self.max_steps,
             "schedule": self.schedule,
+            **self._eval_grid_definition(),
         }
 
 

@@ -140,3 +140,18 @@ def test_reading_results_needs_no_torch():
     # status / export read a store on any machine: the store, study and CLI modules import no torch
     code = "import sys, nnbench.cli, nnbench.study, nnbench.store; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_protocol_command(tmp_path, capsys):
+    store = str(tmp_path / "p.sqlite")
+    argv = ["protocol", "--workload", "teacher_fc", "--quick", "--optimizers", "sgd", "--batch-sizes", "256",
+            "--first-round", "2", "--focus-round", "1", "--seeds", "2", "--max-steps", "40", "--target", "0.3",
+            "--device", "cpu", "--quiet", "--store", store]
+    assert main(argv + ["--json"]) == 0
+    (out,) = json.loads(capsys.readouterr().out)
+    assert (out["optimizer"], out["batch_size"]) == ("sgd", 256)
+    assert out["rounds"]["search"]["counts"]["COMPLETE"] + out["rounds"]["search"]["counts"]["INCOMPLETE"] <= 2
+    assert main(argv) == 0  # resumed: nothing re-run, the table printed
+    assert "geometric grid" in capsys.readouterr().out
+    assert main(argv[:-2] + ["--store", store, "--seeds", "1"]) == 2
+    assert "--seeds" in capsys.readouterr().err

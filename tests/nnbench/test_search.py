@@ -119,3 +119,36 @@ def test_bad_space_and_search():
         QuasiRandomSearch(_space(), seed=0).point(-2)
     with pytest.raises(ValueError, match="search space"):
         SearchSpace.from_dict({"nope": 1})
+
+
+def test_focus_space_spans_best_trials_with_margin():
+    from nnbench.search import focus_space
+
+    space = SearchSpace((Param("lr", 1e-3, 1.0, "log"), Param("momentum", 0.0, 0.999, "reverse_log")),
+                        {"eps": 1e-8})
+    best = [{"lr": 0.01, "momentum": 0.9}, {"lr": 0.03, "momentum": 0.5}, {"lr": 0.02, "momentum": 0.99}]
+    focused, widened = focus_space(space, best, margin=0.1)
+    assert widened == {} and focused.fixed == {"eps": 1e-8}
+    assert focused == focus_space(space, best, margin=0.1)[0]
+    for p, q in zip(space.params, focused.params, strict=True):
+        u = [p.to_unit(b[p.name]) for b in best]
+        assert p.to_unit(q.low) == pytest.approx(max(0, min(u) - 0.1))
+        assert p.to_unit(q.high) == pytest.approx(min(1, max(u) + 0.1))
+        assert q.scale == p.scale
+
+
+def test_focus_space_widens_at_an_edge():
+    from nnbench.search import focus_space
+
+    space = SearchSpace((Param("lr", 1e-3, 1.0, "log"), Param("momentum", 0.0, 0.999, "reverse_log")))
+    focused, widened = focus_space(space, [{"lr": 0.98, "momentum": 0.0}], widen=0.5)
+    # lr: half the log range beyond the top (10^1.5); momentum at 0 cannot go lower: not widened
+    assert widened == {"lr": "high"}
+    lr, momentum = focused.params
+    assert lr.high == pytest.approx(10**1.5) and lr.low == pytest.approx(0.98 * 1e3**-0.15)  # 15% of 3 decades below
+    assert momentum.low == 0.0
+    focused, widened = focus_space(space, [{"lr": 1e-3, "momentum": 0.999}])
+    assert widened == {"lr": "low", "momentum": "high"}
+    assert focused.params[0].low == pytest.approx(10**-4.5) and 0.999 < focused.params[1].high < 1
+    with pytest.raises(ValueError, match="at least one"):
+        focus_space(space, [])

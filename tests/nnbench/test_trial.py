@@ -226,3 +226,29 @@ def test_trial_on_gpu():
     cpu_data = build_workload_data(TINY, device="cpu")
     r2 = run(TINY, optimizer="adam", hparams={"lr": 0.01}, batch_size=32, seed=1, data=cpu_data, device="cuda")
     assert r2.status in (Status.COMPLETE, Status.INCOMPLETE) and r2.device.startswith("cuda")
+
+
+@pytest.mark.parametrize("rel", [0.01, 0.03, 0.1, 0.5])
+def test_geometric_grid_relative_granularity(rel):
+    from nnbench.trial import GEOMETRIC_FROM, is_eval_step
+
+    n = 200_000
+    w = tiny_teacher(eval_grid="geometric", eval_rel_step=rel, max_steps=n)
+    steps = [s for s in range(n + 1) if is_eval_step(w, s)]
+    assert steps[: GEOMETRIC_FROM + 1] == list(range(GEOMETRIC_FROM + 1)) and steps[-1] == n
+    for a, b in zip(steps[GEOMETRIC_FROM:-2], steps[GEOMETRIC_FROM + 1 : -1], strict=True):
+        # a crossing in (a, b] is reported within 1 + rel; and no finer than the geometric ratio
+        assert a * (1 + rel) <= b <= a * (1 + rel) + 1, (a, b)
+    assert len(steps) <= GEOMETRIC_FROM + 2 + math.log(n / GEOMETRIC_FROM) / math.log1p(rel)
+
+
+def test_geometric_grid_steps_to_result_within_relative_step():
+    # evaluation changes nothing in training: the same trial on every step and on a 10% grid
+    every = run(tiny_teacher(eval_every=1), optimizer="sgd", hparams={"lr": 0.3}, batch_size=8, seed=1,
+                device="cpu")
+    geo = run(tiny_teacher(eval_grid="geometric", eval_rel_step=0.1), optimizer="sgd", hparams={"lr": 0.3},
+              batch_size=8, seed=1, device="cpu")
+    assert every.status is geo.status is Status.COMPLETE and every.steps_to_result > 32
+    assert every.steps_to_result <= geo.steps_to_result < 1.1 * every.steps_to_result
+    evals = sorted({m.step for m in geo.measurements if m.name == "train_time"})
+    assert evals[:33] == list(range(33)) and evals[-1] == geo.steps_to_result

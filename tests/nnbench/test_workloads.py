@@ -110,3 +110,14 @@ def test_embedded_workloads_run(name):
             assert r.final_metric is not None or r.status is Status.INFEASIBLE
     finally:
         torch.set_num_threads(before)
+
+
+def test_eval_grid_in_definition_only_when_not_default():
+    w = get_workload("teacher_fc")
+    assert "eval_grid" not in w.definition()  # stored studies keep their identity
+    g = w.replace(eval_grid="geometric")
+    assert g.definition() == {**w.definition(), "eval_grid": "geometric", "eval_rel_step": 0.03}
+    with pytest.raises(ValueError, match="eval_grid"):
+        w.replace(eval_grid="log")
+    with pytest.raises(ValueError, match="eval_rel_step"):
+        w.replace(eval_grid="geometric", eval_rel_step=0.0)
