@@ -20,6 +20,7 @@ determined).
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -28,7 +29,7 @@ import numpy as np
 import nqm
 
 __all__ = ["Trials", "study_points", "resample", "percentile_interval", "unsupported", "Interval",
-           "MeasuredCritical", "measured_critical_batch"]
+           "MeasuredCritical", "measured_critical_batch", "point_fit"]
 
 # batch size -> steps to result of each trial of that study (nan: the trial did not reach the target)
 Trials = Mapping[float, Sequence[float]]
@@ -81,6 +82,14 @@ def percentile_interval(samples, level: float) -> tuple[float, float]:
     return (float(lo), float(hi))
 
 
+def point_fit(batch_sizes, steps) -> nqm.CriticalBatchResult:
+    """The McCandlish point fit; its warnings (extrapolation, lack of fit) are not repeated per
+    bootstrap replicate: :func:`unsupported` states what matters for the comparison."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", nqm.CriticalBatchFitWarning)
+        return nqm.critical_batch(batch_sizes=batch_sizes, steps=steps)
+
+
 def unsupported(batch_sizes, steps, fit: nqm.CriticalBatchResult | None = None) -> str | None:
     """Why the points cannot support a McCandlish critical batch size, or None if they can."""
     B = np.asarray(batch_sizes, dtype=np.float64)
@@ -91,7 +100,11 @@ def unsupported(batch_sizes, steps, fit: nqm.CriticalBatchResult | None = None) 
     slope = float(np.polyfit(lb, ls, 1)[0])
     if slope >= 0:
         return f"steps do not fall with batch size (log-log slope {slope:+.2f}): no critical batch size"
-    fit = nqm.critical_batch(batch_sizes=B, steps=S) if fit is None else fit
+    if fit is None:
+        try:
+            fit = point_fit(B, S)
+        except ValueError as err:       # nqm.fit's refusal says why
+            return str(err)
     if fit.value > B.max():
         return (f"B_crit fit {fit.value:.3g} lies beyond the largest batch measured ({B.max():g}): the "
                 f"plateau S_min is not reached, B_crit is only a lower bound")
@@ -158,11 +171,19 @@ def measured_critical_batch(trials: Trials, *, n_boot: int = 200, level: float =
     for _ in range(n_boot):
         b, s = study_points(resample(trials, rng))
         if np.unique(b).size >= 3:
-            f = nqm.critical_batch(batch_sizes=b, steps=s)
+            try:
+                f = point_fit(b, s)
+            except ValueError:          # this resample cannot be fitted (e.g. flat): not a replicate
+                continue
             fits.append((f.value, f.s_min, f.e_min))
     steps_iv = np.array([percentile_interval(boot_pts[:, j], level) for j in range(B.size)]).reshape(-1, 2)
-    fit = nqm.critical_batch(batch_sizes=B, steps=S) if B.size >= 3 and np.unique(B).size >= 2 else None
-    reason = unsupported(B, S, fit)
+    fit, reason = None, None
+    if B.size >= 3 and np.unique(B).size >= 3:
+        try:
+            fit = point_fit(B, S)
+        except ValueError as err:
+            reason = str(err)
+    reason = reason or unsupported(B, S, fit)
     if reason is not None:
         return MeasuredCritical(B, S, steps_iv, None, None, None, reason, len(fits), level,
                                 None if fit is None else fit.residual_rms)

@@ -530,7 +530,14 @@ def predict_from_sgd(sgd_trials, optimizers: Sequence[str], *, bank: CurveBank, 
     Raises ValueError if the SGD points cannot support the fit (fewer than 3 batch sizes, steps not
     falling with B) or the fit selects a d at the edge of ``d_grid``.
     """
-    from nnbench.bootstrap import Interval, percentile_interval, resample, study_points, unsupported
+    from nnbench.bootstrap import (
+        Interval,
+        percentile_interval,
+        point_fit,
+        resample,
+        study_points,
+        unsupported,
+    )
 
     B, S = study_points(sgd_trials)
     reason = unsupported(B, S) if B.size >= 3 else f"only {B.size} SGD batch size(s) with a COMPLETE trial"
@@ -554,7 +561,10 @@ def predict_from_sgd(sgd_trials, optimizers: Sequence[str], *, bank: CurveBank, 
             fitted = None
             if o in at:
                 steps = np.exp(curve.log_steps(np.log(at[o] / f.batch_scale)))
-                fitted = nqm.critical_batch(batch_sizes=at[o], steps=steps)
+                try:
+                    fitted = point_fit(at[o], steps)
+                except ValueError:      # the predicted points do not determine B_crit either
+                    fitted = None
             out[o] = (p, fitted)
         return out
 
@@ -576,8 +586,8 @@ def predict_from_sgd(sgd_trials, optimizers: Sequence[str], *, bank: CurveBank, 
                           for j in range(grid_b.size)]).T if reps else np.full((2, grid_b.size), math.nan))
         as_measured = None
         if f0 is not None:
-            as_measured = {q: Interval(getattr(f0, a), *percentile_interval([getattr(r[1][o][1], a) for r in reps],
-                                                                            level))
+            fitted = [r[1][o][1] for r in reps if r[1][o][1] is not None]
+            as_measured = {q: Interval(getattr(f0, a), *percentile_interval([getattr(f, a) for f in fitted], level))
                            for q, a in fit_names.items()}
         preds[o] = OutOfSample(prediction=p0,
                                **{q: Interval(getattr(p0, q), *percentile_interval(vals[q], level)) for q in vals},

@@ -185,8 +185,8 @@ def test_compare_reads_imported_studies_like_swept_ones(tmp_path):
     imported = tmp_path / "imported.sqlite"
     import_batch_science(data, imported, target=0.01)
     small = nqm.NQM.paper(1000, bins=30)
-    r_native = compare(native, out_dir=None, problem=small)
-    r_imported = compare(imported, out_dir=None, problem=small)
+    r_native = compare(native, out_dir=None, spectrum="paper", problem=small)
+    r_imported = compare(imported, out_dir=None, spectrum="paper", problem=small)
     assert r_imported.points == r_native.points
     assert r_imported.rows == r_native.rows
     assert r_imported.metric == "val/classification_error" and r_imported.target == 0.01
@@ -238,7 +238,7 @@ def test_cli_import_status_compare_export(tmp_path, capsys):
     assert "imported 4 studies" in out and "20 trials written" in out and "mnist_simple_cnn_base" in out
     assert main(["status", "--store", store]) == 0
     assert "mnist_simple_cnn_base" in capsys.readouterr().out
-    assert main(["compare", "--store", store, "--out", str(tmp_path / "figs"), "--json"]) == 0
+    assert main(["compare", "--store", store, "--spectrum", "paper", "--out", str(tmp_path / "figs"), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["points"]["sgd"][1][:2] == [64.0, 200.0]
     assert main(["export", "--store", store, "--format", "batch-science", str(tmp_path / "out")]) == 0

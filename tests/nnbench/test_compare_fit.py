@@ -4,6 +4,7 @@ sees SGD only; unsupported data are refused; table, JSON, figure and CLI."""
 
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -120,9 +121,10 @@ def test_unsupported_data_are_refused(tmp_path, bank):
     write_store(store, bank, optimizers=("momentum",), batches=BATCHES[:4], seed=2)
     r = compare_fit(store, out_dir=None, d_grid=GRID, bank=bank, n_boot=10)
     m = r.measured["momentum"]
-    assert m.refused is not None and "beyond the largest batch measured" in m.refused
+    # nqm.fit refuses it (no curvature: only a lower bound), or the fit lands beyond the range
+    assert m.refused is not None and re.search("measure larger batch sizes|beyond the largest batch", m.refused)
     assert m.b_crit is None and r.ratio("momentum", "b_crit") is None
-    assert "refused" in r.table() and "momentum measured: B_crit fit" in r.table()
+    assert "refused" in r.table() and "momentum measured: " in r.table()
     assert r.to_dict()["optimizers"]["momentum"]["measured"]["unsupported_reason"] == m.refused
     # the prediction is still made: it never looked at momentum's data
     assert math.isfinite(r.physical.predictions["momentum"].b_crit.value)
