@@ -42,6 +42,7 @@ def _cache_dirs(package: str, package_dir: Path) -> set[Path]:
             for obj in vars(module).values():
                 if isinstance(obj, CPUDispatcher) and obj.stats.cache_path:
                     dirs.add(Path(obj.stats.cache_path))
+                    break                  # one locator per source file: one kernel tells
     return dirs or {package_dir / "__pycache__"}
 
 
