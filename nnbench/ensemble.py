@@ -109,9 +109,9 @@ def _model_problem(model: nn.Module) -> str | None:
     return None
 
 
-def _probe(workload: Workload, optimizer: str, data) -> tuple[str | None, int]:
-    """(why trials of ``workload`` with ``optimizer`` cannot form an ensemble or None, parameters per
-    model), from a throwaway model built on the CPU; the caller's RNG state is untouched."""
+def _probe(workload: Workload, optimizer: str, data) -> tuple[str | None, nn.Module]:
+    """(why trials of ``workload`` with ``optimizer`` cannot form an ensemble or None, the model), from
+    a throwaway model built on the CPU; the caller's RNG state is untouched."""
     from nnbench.models import build_model
     from nnbench.optim import build_optimizer
 
@@ -120,7 +120,7 @@ def _probe(workload: Workload, optimizer: str, data) -> tuple[str | None, int]:
         why = _model_problem(model)
         if why is None:
             why = _optimizer_problem(build_optimizer(optimizer, nn.Linear(1, 1), lr=1e-3))
-    return why, sum(p.numel() for p in model.parameters())
+    return why, model
 
 
 def ensemble_supported(workload: Workload, optimizer: str, data) -> tuple[bool, str]:
@@ -135,19 +135,22 @@ def ensemble_supported(workload: Workload, optimizer: str, data) -> tuple[bool, 
     return (True, "") if why is None else (False, f"{workload.name} with {optimizer}: {why}")
 
 
-def auto_ensemble_size(device: str | torch.device, num_params: int) -> int:
-    """The ensemble size ``auto`` stands for: members trained at once on ``device`` for a model of
-    ``num_params`` parameters.
+def auto_ensemble_size(device: str | torch.device, model: nn.Module) -> int:
+    """The ensemble size ``auto`` stands for: members of ``model``'s architecture trained at once on
+    ``device``.
 
-    CPU: 16 members while they hold at most ~8M parameters together (measured on 2 cores, see
-    ``benchmarks/bench_nnbench_ensemble.py``); CUDA: up to 64 members within ~64M parameters (a small
-    model leaves a GPU idle at any smaller size). Never fewer than 1.
+    CPU: 16 members of a fully connected net (the batched-matmul path), fewer if they would hold more
+    than 8M parameters together; 1 for other models, whose vmapped convolutions ran slower as an
+    ensemble than one at a time on 2 CPU cores (``benchmarks/bench_nnbench_ensemble.py``). CUDA: up to
+    64 members within 64M parameters (a small model leaves a GPU idle; not measured here).
     """
     dev = resolve_device(device)
-    if isinstance(num_params, bool) or not isinstance(num_params, int) or num_params < 1:
-        raise ValueError(f"num_params must be a positive integer, got {num_params!r}")
-    most, budget = (64, 2**26) if dev.type == "cuda" else (16, 2**23)
-    return max(1, min(most, budget // num_params))
+    num_params = sum(p.numel() for p in model.parameters())
+    if dev.type == "cuda":
+        return max(1, min(64, 2**26 // max(num_params, 1)))
+    if _fc_plan(model) is None:
+        return 1
+    return max(1, min(16, 2**23 // max(num_params, 1)))
 
 
 def ensemble_size(workload: Workload, optimizer: str, data, device, requested: int | str) -> tuple[int, str]:
@@ -161,10 +164,10 @@ def ensemble_size(workload: Workload, optimizer: str, data, device, requested: i
         raise ValueError(f"ensemble must be a positive integer or 'auto', got {requested!r}")
     if requested == 1:
         return 1, ""
-    why, num_params = _probe(workload, optimizer, data)
+    why, model = _probe(workload, optimizer, data)
     if why is not None:
         return 1, f"{workload.name} with {optimizer}: {why}"
-    return (auto_ensemble_size(device, num_params) if requested == "auto" else requested), ""
+    return (auto_ensemble_size(device, model) if requested == "auto" else requested), ""
 
 
 # -- the stacked optimizer update -------------------------------------------------------------------
@@ -312,7 +315,7 @@ class _BatchedForward:
             if op == "flatten":
                 h = h.flatten(2)
             elif op == "relu":
-                h = h.relu()
+                h = h.relu_()  # in place: baddbmm's backward needs its inputs, not its output
             else:  # F.linear(h * scale, W, b) per member, the order of ops of nn.Linear / NTKLinear
                 if scale != 1.0:
                     h = h * scale
