@@ -192,20 +192,24 @@ class _StackedUpdate:
     kind: str  # "sgd" or "adam"
     hp: dict[str, Tensor]  # per-member hyperparameters, float64 (K,)
     nesterov: bool = False
+    momentum: bool = False  # any member with momentum > 0 (SGD)
+    decay: bool = False  # any member with weight decay > 0 (decided on the host: no sync per step)
     state: list[list[Tensor | None]] = field(default_factory=list)  # per parameter, per state slot
     steps: int = 0
 
     @classmethod
     def from_optimizers(cls, opts: Sequence[torch.optim.Optimizer], dev: torch.device) -> _StackedUpdate:
         groups = [o.param_groups[0] for o in opts]
+        decay = any(g["weight_decay"] != 0 for g in groups)
         if type(opts[0]) is torch.optim.SGD:
             # Nesterov is on only where momentum > 0; at momentum 0 both forms are plain SGD.
             return cls("sgd", {k: _per_member([g[k] for g in groups], dev) for k in ("momentum", "weight_decay")},
-                       nesterov=any(g["nesterov"] for g in groups))
+                       nesterov=any(g["nesterov"] for g in groups), momentum=any(g["momentum"] != 0 for g in groups),
+                       decay=decay)
         hp = {"beta1": _per_member([g["betas"][0] for g in groups], dev),
               "beta2": _per_member([g["betas"][1] for g in groups], dev),
               **{k: _per_member([g[k] for g in groups], dev) for k in ("eps", "weight_decay")}}
-        return cls("adam", hp)
+        return cls("adam", hp, decay=decay)
 
     def keep(self, rows: Tensor) -> None:
         """Keep only the members at positions ``rows``."""
@@ -221,14 +225,12 @@ class _StackedUpdate:
         dtype = params[0].dtype
         hp = {k: v.to(dtype) for k, v in self.hp.items()}
         hp.update({f"1-{k}": (1 - v).to(dtype) for k, v in self.hp.items() if k.startswith("beta")})
-        decay = bool(self.hp["weight_decay"].any())
         if self.kind == "sgd":
-            momentum = bool(self.hp["momentum"].any())
             neg_lr = (-lr).to(dtype)
             for p, g, slots in zip(params, grads, self.state, strict=True):
-                if decay:
+                if self.decay:
                     g = g + _bcast(hp["weight_decay"], p) * p
-                if momentum:
+                if self.momentum:
                     m = _bcast(hp["momentum"], p)
                     if slots[0] is None:
                         slots[0] = g.clone()  # torch: the first buffer is the gradient itself
@@ -242,7 +244,7 @@ class _StackedUpdate:
         neg_step_size = (-lr / (1 - beta1**self.steps)).to(dtype)
         correction2_sqrt = (1 - beta2**self.steps).sqrt().to(dtype)
         for p, g, slots in zip(params, grads, self.state, strict=True):
-            if decay:
+            if self.decay:
                 g = g + _bcast(hp["weight_decay"], p) * p
             if slots[0] is None:
                 slots[0], slots[1] = torch.zeros_like(p), torch.zeros_like(p)
@@ -447,8 +449,8 @@ def run_ensemble(
             lr_at = _stacked_lr([r.schedule for r in records], dev)
 
     def evaluate_all(lr_step: int) -> None:
-        """Evaluate every member (in chunks holding as many examples in all as one trial's evaluation
-        batch), record the measurements, finish those at the target."""
+        """Evaluate every member on the shared evaluation set (passes of _EVAL_EXAMPLES_PER_PASS
+        evaluation batches, all members together), record the measurements, finish those at the target."""
         chunk = max(1, -(-_EVAL_EXAMPLES_PER_PASS * workload.eval_batch_size // len(records)))
         loss_sum = torch.zeros(len(records), dtype=torch.float64, device=dev)
         correct = torch.zeros_like(loss_sum)
@@ -462,7 +464,8 @@ def run_ensemble(
                 correct += batch_correct
                 count += yb.numel()
         wall = time.perf_counter() - start
-        for k, (s, c) in enumerate(zip(loss_sum.tolist(), correct.tolist(), strict=True)):  # one host read
+        sums = torch.stack([loss_sum, correct], dim=1).tolist()  # one host read (a sync on a GPU)
+        for k, (s, c) in enumerate(sums):
             r = records[k]
             values = _eval_values(s, c, count, workload.metric)
             train_loss = (r.total_at_check - r.total_at_eval) / (step - last_eval) if step > last_eval else None
