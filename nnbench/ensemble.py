@@ -109,9 +109,9 @@ def _model_problem(model: nn.Module) -> str | None:
     return None
 
 
-def _probe(workload: Workload, optimizer: str, data) -> tuple[str | None, int]:
-    """(why trials of ``workload`` with ``optimizer`` cannot form an ensemble or None, parameters per
-    model), from a throwaway model built on the CPU; the caller's RNG state is untouched."""
+def _probe(workload: Workload, optimizer: str, data) -> tuple[str | None, nn.Module]:
+    """(why trials of ``workload`` with ``optimizer`` cannot form an ensemble or None, the model), from
+    a throwaway model built on the CPU; the caller's RNG state is untouched."""
     from nnbench.models import build_model
     from nnbench.optim import build_optimizer
 
@@ -120,7 +120,7 @@ def _probe(workload: Workload, optimizer: str, data) -> tuple[str | None, int]:
         why = _model_problem(model)
         if why is None:
             why = _optimizer_problem(build_optimizer(optimizer, nn.Linear(1, 1), lr=1e-3))
-    return why, sum(p.numel() for p in model.parameters())
+    return why, model
 
 
 def ensemble_supported(workload: Workload, optimizer: str, data) -> tuple[bool, str]:
@@ -135,19 +135,22 @@ def ensemble_supported(workload: Workload, optimizer: str, data) -> tuple[bool, 
     return (True, "") if why is None else (False, f"{workload.name} with {optimizer}: {why}")
 
 
-def auto_ensemble_size(device: str | torch.device, num_params: int) -> int:
-    """The ensemble size ``auto`` stands for: members trained at once on ``device`` for a model of
-    ``num_params`` parameters.
+def auto_ensemble_size(device: str | torch.device, model: nn.Module) -> int:
+    """The ensemble size ``auto`` stands for: members of ``model``'s architecture trained at once on
+    ``device``.
 
-    CPU: 16 members while they hold at most ~8M parameters together (measured on 2 cores, see
-    ``benchmarks/bench_nnbench_ensemble.py``); CUDA: up to 64 members within ~64M parameters (a small
-    model leaves a GPU idle at any smaller size). Never fewer than 1.
+    CPU: 16 members of a fully connected net (the batched-matmul path), fewer if they would hold more
+    than 8M parameters together; 1 for other models, whose vmapped convolutions ran slower as an
+    ensemble than one at a time on 2 CPU cores (``benchmarks/bench_nnbench_ensemble.py``). CUDA: up to
+    64 members within 64M parameters (a small model leaves a GPU idle; not measured here).
     """
     dev = resolve_device(device)
-    if isinstance(num_params, bool) or not isinstance(num_params, int) or num_params < 1:
-        raise ValueError(f"num_params must be a positive integer, got {num_params!r}")
-    most, budget = (64, 2**26) if dev.type == "cuda" else (16, 2**23)
-    return max(1, min(most, budget // num_params))
+    num_params = sum(p.numel() for p in model.parameters())
+    if dev.type == "cuda":
+        return max(1, min(64, 2**26 // max(num_params, 1)))
+    if _fc_plan(model) is None:
+        return 1
+    return max(1, min(16, 2**23 // max(num_params, 1)))
 
 
 def ensemble_size(workload: Workload, optimizer: str, data, device, requested: int | str) -> tuple[int, str]:
@@ -161,10 +164,10 @@ def ensemble_size(workload: Workload, optimizer: str, data, device, requested: i
         raise ValueError(f"ensemble must be a positive integer or 'auto', got {requested!r}")
     if requested == 1:
         return 1, ""
-    why, num_params = _probe(workload, optimizer, data)
+    why, model = _probe(workload, optimizer, data)
     if why is not None:
         return 1, f"{workload.name} with {optimizer}: {why}"
-    return (auto_ensemble_size(device, num_params) if requested == "auto" else requested), ""
+    return (auto_ensemble_size(device, model) if requested == "auto" else requested), ""
 
 
 # -- the stacked optimizer update -------------------------------------------------------------------
@@ -189,20 +192,24 @@ class _StackedUpdate:
     kind: str  # "sgd" or "adam"
     hp: dict[str, Tensor]  # per-member hyperparameters, float64 (K,)
     nesterov: bool = False
+    momentum: bool = False  # any member with momentum > 0 (SGD)
+    decay: bool = False  # any member with weight decay > 0 (decided on the host: no sync per step)
     state: list[list[Tensor | None]] = field(default_factory=list)  # per parameter, per state slot
     steps: int = 0
 
     @classmethod
     def from_optimizers(cls, opts: Sequence[torch.optim.Optimizer], dev: torch.device) -> _StackedUpdate:
         groups = [o.param_groups[0] for o in opts]
+        decay = any(g["weight_decay"] != 0 for g in groups)
         if type(opts[0]) is torch.optim.SGD:
             # Nesterov is on only where momentum > 0; at momentum 0 both forms are plain SGD.
             return cls("sgd", {k: _per_member([g[k] for g in groups], dev) for k in ("momentum", "weight_decay")},
-                       nesterov=any(g["nesterov"] for g in groups))
+                       nesterov=any(g["nesterov"] for g in groups), momentum=any(g["momentum"] != 0 for g in groups),
+                       decay=decay)
         hp = {"beta1": _per_member([g["betas"][0] for g in groups], dev),
               "beta2": _per_member([g["betas"][1] for g in groups], dev),
               **{k: _per_member([g[k] for g in groups], dev) for k in ("eps", "weight_decay")}}
-        return cls("adam", hp)
+        return cls("adam", hp, decay=decay)
 
     def keep(self, rows: Tensor) -> None:
         """Keep only the members at positions ``rows``."""
@@ -218,14 +225,12 @@ class _StackedUpdate:
         dtype = params[0].dtype
         hp = {k: v.to(dtype) for k, v in self.hp.items()}
         hp.update({f"1-{k}": (1 - v).to(dtype) for k, v in self.hp.items() if k.startswith("beta")})
-        decay = bool(self.hp["weight_decay"].any())
         if self.kind == "sgd":
-            momentum = bool(self.hp["momentum"].any())
             neg_lr = (-lr).to(dtype)
             for p, g, slots in zip(params, grads, self.state, strict=True):
-                if decay:
+                if self.decay:
                     g = g + _bcast(hp["weight_decay"], p) * p
-                if momentum:
+                if self.momentum:
                     m = _bcast(hp["momentum"], p)
                     if slots[0] is None:
                         slots[0] = g.clone()  # torch: the first buffer is the gradient itself
@@ -239,7 +244,7 @@ class _StackedUpdate:
         neg_step_size = (-lr / (1 - beta1**self.steps)).to(dtype)
         correction2_sqrt = (1 - beta2**self.steps).sqrt().to(dtype)
         for p, g, slots in zip(params, grads, self.state, strict=True):
-            if decay:
+            if self.decay:
                 g = g + _bcast(hp["weight_decay"], p) * p
             if slots[0] is None:
                 slots[0], slots[1] = torch.zeros_like(p), torch.zeros_like(p)
@@ -312,7 +317,7 @@ class _BatchedForward:
             if op == "flatten":
                 h = h.flatten(2)
             elif op == "relu":
-                h = h.relu()
+                h = h.relu_()  # in place: baddbmm's backward needs its inputs, not its output
             else:  # F.linear(h * scale, W, b) per member, the order of ops of nn.Linear / NTKLinear
                 if scale != 1.0:
                     h = h * scale
@@ -444,8 +449,8 @@ def run_ensemble(
             lr_at = _stacked_lr([r.schedule for r in records], dev)
 
     def evaluate_all(lr_step: int) -> None:
-        """Evaluate every member (in chunks holding as many examples in all as one trial's evaluation
-        batch), record the measurements, finish those at the target."""
+        """Evaluate every member on the shared evaluation set (passes of _EVAL_EXAMPLES_PER_PASS
+        evaluation batches, all members together), record the measurements, finish those at the target."""
         chunk = max(1, -(-_EVAL_EXAMPLES_PER_PASS * workload.eval_batch_size // len(records)))
         loss_sum = torch.zeros(len(records), dtype=torch.float64, device=dev)
         correct = torch.zeros_like(loss_sum)
@@ -459,7 +464,8 @@ def run_ensemble(
                 correct += batch_correct
                 count += yb.numel()
         wall = time.perf_counter() - start
-        for k, (s, c) in enumerate(zip(loss_sum.tolist(), correct.tolist(), strict=True)):  # one host read
+        sums = torch.stack([loss_sum, correct], dim=1).tolist()  # one host read (a sync on a GPU)
+        for k, (s, c) in enumerate(sums):
             r = records[k]
             values = _eval_values(s, c, count, workload.metric)
             train_loss = (r.total_at_check - r.total_at_eval) / (step - last_eval) if step > last_eval else None
