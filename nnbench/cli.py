@@ -203,11 +203,13 @@ def _summary_dict(s) -> dict:
     return d
 
 
-def _sweep(args) -> int:
+def workload_from_args(args):
+    """The workload of ``--workload`` with ``--quick``, ``--target``, ``--max-steps`` and (where the
+    command has it) ``--eval-every`` applied; sets torch's CPU threads from ``--threads`` (default: the
+    workload's choice on a CPU)."""
     import torch
 
     from nnbench.device import resolve_device
-    from nnbench.study import format_table, run_sweep
     from nnbench.workloads import get_workload
 
     workload = get_workload(args.workload)
@@ -219,9 +221,14 @@ def _sweep(args) -> int:
     if args.quick:
         workload = workload.quick()
     overrides = {k: v for k, v in (("target", args.target), ("max_steps", args.max_steps),
-                                    ("eval_every", args.eval_every)) if v is not None}
-    if overrides:
-        workload = workload.replace(**overrides)
+                                    ("eval_every", getattr(args, "eval_every", None))) if v is not None}
+    return workload.replace(**overrides) if overrides else workload
+
+
+def _sweep(args) -> int:
+    from nnbench.study import format_table, run_sweep
+
+    workload = workload_from_args(args)
     trials = args.trials if args.trials is not None else (8 if args.quick else 16)
     summaries = run_sweep(workload, args.optimizers, args.batch_sizes, trials, args.store,
                           device=args.device, progress=False if args.quiet else None, seed=args.seed,

@@ -32,8 +32,16 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from nnbench.search import SearchSpace, focus_space
-from nnbench.store import Status, Store, StudyRecord, TrialResult
-from nnbench.study import EDGE_TOL, StudySpec, StudySummary, best_trial, run_specs, summarize
+from nnbench.store import Measurement, Status, Store, StudyRecord, TrialResult
+from nnbench.study import (
+    EDGE_TOL,
+    StudySpec,
+    StudySummary,
+    best_trial,
+    run_specs,
+    summarize,
+    sweep_grid,
+)
 from nnbench.workloads import Workload
 
 __all__ = [
@@ -41,6 +49,7 @@ __all__ = [
     "ProtocolSummary",
     "median_interval",
     "eval_fraction",
+    "trial_times",
     "focus_spec",
     "seeds_spec",
     "run_protocol",
@@ -104,20 +113,23 @@ def median_interval(values: Sequence[float], *, confidence: float = 0.95) -> Med
     return MedianInterval(tuple(x), median, x[best_l - 1], x[n - best_l], coverage)
 
 
+def trial_times(measurements: Sequence[Measurement]) -> tuple[float, float]:
+    """``(training seconds, other seconds)`` of one trial between its first and last evaluation, from
+    its ``train_time`` and ``wall_time`` measurements: "other" is time outside training steps, i.e.
+    evaluations (and instruments, when any ran). ``(0, 0)`` without two timed evaluations."""
+    walls = [m.value for m in measurements if m.name == "wall_time"]
+    trains = [m.value for m in measurements if m.name == "train_time"]
+    if len(walls) < 2 or not trains:
+        return 0.0, 0.0
+    return trains[-1], max(0.0, walls[-1] - walls[0] - trains[-1])
+
+
 def eval_fraction(store: Store, study_id: int) -> tuple[float, float]:
-    """``(training seconds, other seconds)`` over the stored trials of a study, between each trial's
-    first and last evaluation, from its ``train_time`` and ``wall_time`` measurements: "other" is time
-    outside training steps, i.e. evaluations (and instruments, when any ran)."""
+    """``(training seconds, other seconds)`` summed over the stored trials of a study (:func:`trial_times`)."""
     train = other = 0.0
     for t in store.trials(study_id):
-        ms = store.measurements(study_id, t.index)
-        walls = [m for m in ms if m.name == "wall_time"]
-        trains = [m for m in ms if m.name == "train_time"]
-        if len(walls) < 2 or not trains:
-            continue
-        span = walls[-1].value - walls[0].value
-        train += trains[-1].value
-        other += max(0.0, span - trains[-1].value)
+        a, b = trial_times(store.measurements(study_id, t.index))
+        train, other = train + a, other + b
     return train, other
 
 
@@ -235,13 +247,7 @@ def run_protocol(
     Returns:
         One :class:`ProtocolSummary` per (optimizer, batch size), in the order given.
     """
-    from nnbench.optim import OPTIMIZERS
-    from nnbench.workloads import get_workload
-
-    if isinstance(workload, str):
-        workload = get_workload(workload)
-    if quick:
-        workload = workload.quick()
+    workload, optimizers, batch_sizes = sweep_grid(workload, optimizers, batch_sizes, quick=quick)
     if eval_grid is not None:
         workload = workload.replace(eval_grid=eval_grid, eval_rel_step=eval_rel_step)
     for name, value, low in (("first_round", first_round, 1), ("focus_round", focus_round, 0),
@@ -250,15 +256,6 @@ def run_protocol(
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
     if seeds == 1:
         raise ValueError("seeds must be 0 (no seed round) or at least 2 (a median needs an interval)")
-    optimizers, batch_sizes = list(optimizers), list(batch_sizes)
-    if not optimizers or not batch_sizes:
-        raise ValueError("optimizers and batch_sizes: give at least one of each")
-    for name in optimizers:
-        if name not in OPTIMIZERS:
-            raise ValueError(f"optimizers: unknown optimizer {name!r}; known: {', '.join(OPTIMIZERS)}")
-    for b in batch_sizes:
-        if isinstance(b, bool) or not isinstance(b, int) or b < 1:
-            raise ValueError(f"batch_sizes must be positive integers, got {b!r}")
     search_spaces = dict(search_spaces or {})
     run = dict(store_path=store_path, device=device, progress=progress, data_dir=data_dir)
 

@@ -57,25 +57,10 @@ def add_parser(sub) -> None:
 
 def command(args) -> int:
     """Run ``nnbench protocol`` with parsed ``args``; returns the exit status."""
-    import torch
-
-    from nnbench.device import resolve_device
+    from nnbench.cli import workload_from_args
     from nnbench.protocol import format_protocol, run_protocol
-    from nnbench.workloads import get_workload
 
-    workload = get_workload(args.workload)
-    threads = args.threads
-    if threads is None and resolve_device(args.device).type == "cpu":
-        threads = workload.cpu_threads
-    if threads is not None:
-        if threads < 1:
-            raise ValueError(f"--threads must be a positive integer, got {threads}")
-        torch.set_num_threads(threads)
-    if args.quick:
-        workload = workload.quick()
-    overrides = {k: v for k, v in (("target", args.target), ("max_steps", args.max_steps)) if v is not None}
-    if overrides:
-        workload = workload.replace(**overrides)
+    workload = workload_from_args(args)
     if not 0 < args.eval_rel_step <= 1:
         raise ValueError(f"--eval-rel-step must be in (0, 1], got {args.eval_rel_step}")
     for flag, low in (("first_round", 1), ("focus_round", 0), ("seeds", 0), ("top_k", 1)):

@@ -35,6 +35,7 @@ __all__ = [
     "run_trials",
     "run_sweep",
     "run_specs",
+    "sweep_grid",
     "format_table",
 ]
 
@@ -254,6 +255,32 @@ def run_trials(
         ))
 
 
+def sweep_grid(workload: Workload | str, optimizers: Sequence[str], batch_sizes: Sequence[int], *,
+               quick: bool = False) -> tuple[Workload, list[str], list[int]]:
+    """The checked ``(workload, optimizers, batch_sizes)`` of a sweep: ``workload`` resolved by name
+    (and to its ``--quick`` variant), optimizer names and batch sizes validated."""
+    from nnbench.optim import OPTIMIZERS
+    from nnbench.workloads import get_workload
+
+    if isinstance(workload, str):
+        workload = get_workload(workload)
+    if quick:
+        workload = workload.quick()
+    optimizers = list(optimizers)
+    batch_sizes = list(batch_sizes)
+    if not optimizers:
+        raise ValueError("optimizers: give at least one optimizer name")
+    for name in optimizers:
+        if name not in OPTIMIZERS:
+            raise ValueError(f"optimizers: unknown optimizer {name!r}; known: {', '.join(OPTIMIZERS)}")
+    if not batch_sizes:
+        raise ValueError("batch_sizes: give at least one batch size")
+    for b in batch_sizes:
+        if isinstance(b, bool) or not isinstance(b, int) or b < 1:
+            raise ValueError(f"batch_sizes must be positive integers, got {b!r}")
+    return workload, optimizers, batch_sizes
+
+
 def run_sweep(
     workload: Workload | str,
     optimizers: Sequence[str],
@@ -298,25 +325,7 @@ def run_sweep(
         StudyBusy (a ValueError): another process is running one of these studies (see
             ``nnbench.store.study_leases``); nothing is run.
     """
-    from nnbench.optim import OPTIMIZERS
-    from nnbench.workloads import get_workload
-
-    if isinstance(workload, str):
-        workload = get_workload(workload)
-    if quick:
-        workload = workload.quick()
-    optimizers = list(optimizers)
-    batch_sizes = list(batch_sizes)
-    if not optimizers:
-        raise ValueError("optimizers: give at least one optimizer name")
-    for name in optimizers:
-        if name not in OPTIMIZERS:
-            raise ValueError(f"optimizers: unknown optimizer {name!r}; known: {', '.join(OPTIMIZERS)}")
-    if not batch_sizes:
-        raise ValueError("batch_sizes: give at least one batch size")
-    for b in batch_sizes:
-        if isinstance(b, bool) or not isinstance(b, int) or b < 1:
-            raise ValueError(f"batch_sizes must be positive integers, got {b!r}")
+    workload, optimizers, batch_sizes = sweep_grid(workload, optimizers, batch_sizes, quick=quick)
     if isinstance(trials_per_study, bool) or not isinstance(trials_per_study, int) or trials_per_study < 1:
         raise ValueError(f"trials_per_study must be a positive integer, got {trials_per_study!r}")
     if ensemble != "auto" and (isinstance(ensemble, bool) or not isinstance(ensemble, int) or ensemble < 1):
