@@ -6,10 +6,14 @@ search with seed ``trial_seed(seed, i)``. Its *steps to result* is the fewest st
 its COMPLETE trials (Shallue et al.: "the best trial ... reached the goal in the fewest steps"). A
 *sweep* runs one study per (optimizer, batch size) of a workload.
 
-Each finished trial is stored at once (``nnbench.store``), so a sweep that is killed resumes by
-running only the trial indices its studies lack; asking for more trials extends a study (points
-0..n-1 never change); a best trial within 5% of a search-space boundary (in the scaled range) is
-flagged, since the optimum may then lie outside the space (Zhang et al. section 4).
+The trials a sweep's studies lack become deterministic tasks (``nnbench.engines.TrialTask``) that an
+engine runs: in this process (``local``, the default) or on Ray (``ray``). Outcomes come back to this
+process, the only writer of the store, and each is stored at once (``nnbench.store``), so a sweep that
+is killed resumes by running only the trial indices its studies lack; asking for more trials extends
+a study (points 0..n-1 never change). A trial that failed (raised, or lost its worker more often than
+the engine retries) is recorded with its error but not finished: the next run tries it again. A best
+trial within 5% of a search-space boundary (in the scaled range) is flagged, since the optimum may
+then lie outside the space (Zhang et al. section 4).
 """
 
 from __future__ import annotations
@@ -18,8 +22,9 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from nnbench.engines import Engine, Outcome, TrialOptions, TrialTask, groups_of
 from nnbench.search import QuasiRandomSearch, SearchSpace, edge_report
-from nnbench.store import Status, Store, StudyRecord, TrialResult
+from nnbench.store import Status, Store, StudyRecord, TrialFailure, TrialResult
 from nnbench.workloads import Workload
 
 __all__ = [
@@ -29,6 +34,7 @@ __all__ = [
     "best_trial",
     "summarize",
     "summarize_store",
+    "study_tasks",
     "run_study",
     "run_sweep",
     "format_table",
@@ -96,6 +102,8 @@ class StudySummary:
         steps_to_result: fewest steps to the target over COMPLETE trials (None: none reached it).
         best_index, best_hparams: the trial achieving it (lowest index on ties).
         edges: searched hyperparameters of the best trial at a boundary, ``{name: "low"|"high"}``.
+        failures: trials that failed and are still unfinished, ``{index: latest error}`` (a re-run
+            tries them again).
     """
 
     study_id: int
@@ -112,6 +120,7 @@ class StudySummary:
     best_index: int | None
     best_hparams: Mapping[str, float] | None
     edges: Mapping[str, str] = field(default_factory=dict)
+    failures: Mapping[int, str] = field(default_factory=dict)
 
     @property
     def trials_done(self) -> int:
@@ -138,6 +147,8 @@ def summarize(store: Store, study: StudyRecord | int, *, tol: float = EDGE_TOL) 
     edges = {}
     if best is not None:
         edges = edge_report(SearchSpace.from_dict(study.search_space), best.hparams, tol)
+    finished = {t.index for t in trials}
+    failures = {f.index: f.error for f in store.failures(study.id) if f.index not in finished}
     return StudySummary(
         study_id=study.id,
         workload=study.workload,
@@ -153,6 +164,7 @@ def summarize(store: Store, study: StudyRecord | int, *, tol: float = EDGE_TOL) 
         best_index=None if best is None else best.index,
         best_hparams=None if best is None else dict(best.hparams),
         edges=edges,
+        failures=dict(sorted(failures.items())),
     )
 
 
@@ -162,55 +174,79 @@ def summarize_store(path: str | os.PathLike, *, tol: float = EDGE_TOL) -> list[S
         return [summarize(store, s, tol=tol) for s in store.studies()]
 
 
+def study_tasks(spec: StudySpec, study_id: int, indices: Iterable[int],
+                options: TrialOptions | None = None) -> list[TrialTask]:
+    """The trials ``indices`` of ``spec`` (stored as study ``study_id``) as engine tasks: trial ``i``
+    runs point ``i`` of the study's quasi-random search with seed ``trial_seed(spec.seed, i)``."""
+    from nnbench.trial import trial_seed
+
+    options = options or TrialOptions()
+    search = QuasiRandomSearch(spec.search_space, spec.seed)
+    return [
+        TrialTask(workload=spec.workload, optimizer=spec.optimizer, batch_size=spec.batch_size,
+                  study_id=study_id, index=i, hparams=search.point(i), seed=trial_seed(spec.seed, i),
+                  options=options)
+        for i in indices
+    ]
+
+
+def _run_studies(specs: Sequence[StudySpec], store: Store, *, engine: Engine, device, data_dir, group_size: int,
+                 options: TrialOptions, bar=None) -> list[StudySummary]:
+    """Hand the trials ``store`` lacks for ``specs`` to ``engine`` in one go (so it can run studies
+    side by side) and store each outcome as it arrives, in this process and thread."""
+    records, groups = [], []
+    for spec in specs:
+        record = store.ensure_study(spec.definition(), spec.max_trials)
+        records.append(record)
+        done = store.finished_indices(record.id)
+        missing = [i for i in range(spec.max_trials) if i not in done]
+        groups += groups_of(study_tasks(spec, record.id, missing, options), group_size)
+
+    def on_result(task: TrialTask, outcome: Outcome) -> None:
+        if isinstance(outcome, TrialFailure):
+            store.write_failure(task.study_id, outcome)
+            what = "FAILED"
+        else:
+            store.write_trial(task.study_id, outcome)
+            steps = "-" if outcome.steps_to_result is None else outcome.steps_to_result
+            what = f"{outcome.status.value} {steps}"
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix_str(f"{task.optimizer} B={task.batch_size} #{task.index}: {what}")
+
+    if groups:
+        engine.run(groups, device=device, data_dir=data_dir, on_result=on_result)
+    return [summarize(store, record) for record in records]
+
+
 def run_study(
     spec: StudySpec,
     store: Store,
     *,
-    data,
-    device,
+    engine: Engine | None = None,
+    device="auto",
+    data_dir: str | None = None,
+    group_size: int = 1,
     bar=None,
-    progress: bool = False,
     instruments: Sequence = (),
     instrument_every: int | None = None,
 ) -> StudySummary:
-    """Run the trials of ``spec`` that ``store`` lacks, storing each as it finishes.
+    """Run the trials of ``spec`` that ``store`` lacks on ``engine``, storing each as it finishes.
 
     Args:
         spec: the study.
-        store: an open :class:`Store`.
-        data: the workload's ``DataSource`` (built once per sweep), on ``device``.
-        device: a ``torch.device``.
-        bar: an outer tqdm bar advanced once per trial (or None).
-        progress: show a per-trial bar over steps.
+        store: an open :class:`Store` (written by this process only).
+        engine: where the trials run (``nnbench.engines``; default: the local engine, no step bars).
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` (as the engine allows).
+        data_dir: local data of real data sets, as seen by the processes running the trials.
+        group_size: trials handed to the engine as one unit (consecutive indices of the study).
+        bar: an outer tqdm bar advanced once per trial outcome (or None).
         instruments, instrument_every: passed to every trial (``nnbench.trial.run``).
     """
-    from nnbench.trial import run, trial_seed
+    from nnbench.engines.local import LocalEngine
 
-    record = store.ensure_study(spec.definition(), spec.max_trials)
-    done = store.finished_indices(record.id)
-    search = QuasiRandomSearch(spec.search_space, spec.seed)
-    for index in range(spec.max_trials):
-        if index in done:
-            continue
-        result = run(
-            spec.workload,
-            optimizer=spec.optimizer,
-            hparams=search.point(index),
-            batch_size=spec.batch_size,
-            seed=trial_seed(spec.seed, index),
-            index=index,
-            device=device,
-            data=data,
-            instruments=instruments,
-            instrument_every=instrument_every,
-            progress=progress,
-        )
-        store.write_trial(record.id, result)
-        if bar is not None:
-            bar.update(1)
-            steps = "-" if result.steps_to_result is None else result.steps_to_result
-            bar.set_postfix_str(f"{spec.optimizer} B={spec.batch_size} #{index}: {result.status.value} {steps}")
-    return summarize(store, record)
+    return _run_studies([spec], store, engine=engine or LocalEngine(), device=device, data_dir=data_dir,
+                        group_size=group_size, options=TrialOptions(instruments, instrument_every), bar=bar)[0]
 
 
 def run_sweep(
@@ -228,6 +264,8 @@ def run_sweep(
     search_spaces: Mapping[str, SearchSpace] | None = None,
     instruments: Sequence = (),
     instrument_every: int | None = None,
+    engine: Engine | None = None,
+    group_size: int = 1,
 ) -> list[StudySummary]:
     """Run (or resume, or extend) one study per (optimizer, batch size) of ``workload``.
 
@@ -244,15 +282,18 @@ def run_sweep(
         data_dir: local data of real data sets.
         search_spaces: per optimizer, a search space replacing the workload's default.
         instruments, instrument_every: passed to every trial.
+        engine: where the trials run (``nnbench.engines``): None for the local engine (this process,
+            with step bars when ``progress``), or e.g. ``nnbench.engines.ray.RayEngine(...)``.
+        group_size: trials of a study handed to the engine as one unit.
 
     Returns:
         One :class:`StudySummary` per (optimizer, batch size), in the order given.
     """
     from tqdm.auto import tqdm
 
-    from nnbench.device import resolve_device
+    from nnbench.engines.local import LocalEngine
     from nnbench.optim import OPTIMIZERS
-    from nnbench.workloads import build_workload_data, get_workload
+    from nnbench.workloads import get_workload
 
     if isinstance(workload, str):
         workload = get_workload(workload)
@@ -285,22 +326,18 @@ def run_sweep(
         for opt in optimizers
         for b in batch_sizes
     ]
-    dev = resolve_device(device)
+    groups_of([], group_size)  # validates group_size before anything is written
+    options = TrialOptions(instruments, instrument_every)
+    engine = engine or LocalEngine(progress=progress)
     with Store(store_path) as store:
         # Count the missing trials first, so the bar's total is right on a resumed sweep.
         missing = 0
         for spec in specs:
             record = store.ensure_study(spec.definition(), spec.max_trials)
             missing += len(set(range(spec.max_trials)) - store.finished_indices(record.id))
-        data = build_workload_data(workload, device=dev, data_dir=data_dir) if missing else None
-        summaries = []
         with tqdm(total=missing, desc=f"{workload.name} trials", unit="trial", disable=not progress) as bar:
-            for spec in specs:
-                summaries.append(
-                    run_study(spec, store, data=data, device=dev, bar=bar, progress=progress,
-                              instruments=instruments, instrument_every=instrument_every)
-                )
-    return summaries
+            return _run_studies(specs, store, engine=engine, device=device, data_dir=data_dir,
+                                group_size=group_size, options=options, bar=bar)
 
 
 def _fmt(v: float) -> str:
@@ -317,6 +354,8 @@ def format_table(summaries: Sequence[StudySummary]) -> str:
         trials = f"{c.get('COMPLETE', 0)}/{c.get('INCOMPLETE', 0)}/{c.get('INFEASIBLE', 0)} of {s.max_trials}"
         best = "-" if s.best_hparams is None else " ".join(f"{k}={_fmt(v)}" for k, v in s.best_hparams.items())
         edges = " ".join(f"!{k}={side}" for k, side in s.edges.items()) or ""
+        if s.failures:
+            trials += f" ({len(s.failures)} failed)"
         steps = "-" if s.steps_to_result is None else str(s.steps_to_result)
         rows.append([s.workload, s.optimizer, str(s.batch_size), trials, steps, best, edges])
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
