@@ -190,10 +190,9 @@ def study_tasks(spec: StudySpec, study_id: int, indices: Iterable[int],
     ]
 
 
-def _run_studies(specs: Sequence[StudySpec], store: Store, *, engine: Engine, device, data_dir, group_size: int,
-                 options: TrialOptions, bar=None) -> list[StudySummary]:
-    """Hand the trials ``store`` lacks for ``specs`` to ``engine`` in one go (so it can run studies
-    side by side) and store each outcome as it arrives, in this process and thread."""
+def _plan(specs: Sequence[StudySpec], store: Store, options: TrialOptions,
+          group_size: int) -> tuple[list[StudyRecord], list[list[TrialTask]]]:
+    """The stored study of each spec (created or extended) and the groups of trials they lack."""
     records, groups = [], []
     for spec in specs:
         record = store.ensure_study(spec.definition(), spec.max_trials)
@@ -201,6 +200,13 @@ def _run_studies(specs: Sequence[StudySpec], store: Store, *, engine: Engine, de
         done = store.finished_indices(record.id)
         missing = [i for i in range(spec.max_trials) if i not in done]
         groups += groups_of(study_tasks(spec, record.id, missing, options), group_size)
+    return records, groups
+
+
+def _execute(records: Sequence[StudyRecord], groups: list[list[TrialTask]], store: Store, *, engine: Engine,
+             device, data_dir, bar=None) -> list[StudySummary]:
+    """Hand ``groups`` to ``engine`` in one go (so it can run studies side by side) and store each
+    outcome as it arrives, in this process and thread; the summaries of ``records`` afterwards."""
 
     def on_result(task: TrialTask, outcome: Outcome) -> None:
         if isinstance(outcome, TrialFailure):
@@ -245,8 +251,9 @@ def run_study(
     """
     from nnbench.engines.local import LocalEngine
 
-    return _run_studies([spec], store, engine=engine or LocalEngine(), device=device, data_dir=data_dir,
-                        group_size=group_size, options=TrialOptions(instruments, instrument_every), bar=bar)[0]
+    records, groups = _plan([spec], store, TrialOptions(instruments, instrument_every), group_size)
+    return _execute(records, groups, store, engine=engine or LocalEngine(), device=device, data_dir=data_dir,
+                    bar=bar)[0]
 
 
 def run_sweep(
@@ -327,17 +334,12 @@ def run_sweep(
         for b in batch_sizes
     ]
     groups_of([], group_size)  # validates group_size before anything is written
-    options = TrialOptions(instruments, instrument_every)
     engine = engine or LocalEngine(progress=progress)
     with Store(store_path) as store:
-        # Count the missing trials first, so the bar's total is right on a resumed sweep.
-        missing = 0
-        for spec in specs:
-            record = store.ensure_study(spec.definition(), spec.max_trials)
-            missing += len(set(range(spec.max_trials)) - store.finished_indices(record.id))
+        records, groups = _plan(specs, store, TrialOptions(instruments, instrument_every), group_size)
+        missing = sum(map(len, groups))  # the bar's total, right on a resumed sweep too
         with tqdm(total=missing, desc=f"{workload.name} trials", unit="trial", disable=not progress) as bar:
-            return _run_studies(specs, store, engine=engine, device=device, data_dir=data_dir,
-                                group_size=group_size, options=options, bar=bar)
+            return _execute(records, groups, store, engine=engine, device=device, data_dir=data_dir, bar=bar)
 
 
 def _fmt(v: float) -> str:

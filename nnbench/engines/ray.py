@@ -23,6 +23,8 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
+import socket
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -47,6 +49,18 @@ def _import_ray():
     return ray
 
 
+def _check_reachable(address: str, timeout: float = 10.0) -> None:
+    """Refuse a HOST:PORT where nothing listens now (``ray.init`` would retry for minutes, deaf to Ctrl-C)."""
+    if address == "auto" or "://" in address:
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except (OSError, ValueError) as e:
+        raise ValueError(f"address {address!r}: no Ray head answers there ({e}); start one with "
+                         "`ray start --head` and pass the address it prints") from None
+
+
 def _positive_int_or_none(name: str, value) -> None:
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -58,8 +72,8 @@ class RayEngine:
 
     Attributes:
         address: a running cluster: ``"auto"`` (the one this machine belongs to) or ``"HOST:PORT"`` of
-            its head; None starts a Ray instance on this machine for the sweep (or uses the Ray this
-            process already initialised, as it is).
+            its head; None starts a Ray instance on this machine for the sweep. A Ray this process has
+            already initialised (a notebook, a test) is used as it is, whatever ``address`` says.
         num_cpus: CPUs of a Ray instance started here (None: all of this machine's).
         cpus_per_trial: CPUs Ray reserves per trial.
         gpus_per_trial: GPUs Ray reserves per trial (0.25: four trials share a GPU); > 0 puts the
@@ -79,7 +93,9 @@ class RayEngine:
     max_in_flight: int | None = None
 
     def __post_init__(self):
-        if self.address is not None and (not isinstance(self.address, str) or not self.address.strip()):
+        if self.address is not None and not (
+            isinstance(self.address, str) and re.fullmatch(r"auto|[^\s:]+:\d+|\w+://\S+", self.address)
+        ):
             raise ValueError(f"address must be 'auto' or HOST:PORT, got {self.address!r}")
         _positive_int_or_none("num_cpus", self.num_cpus)
         if self.num_cpus is not None and self.address is not None:
@@ -138,6 +154,7 @@ class RayEngine:
         if self.address is None:
             ray.init(num_cpus=self.num_cpus, include_dashboard=False, **quiet)
             return True
+        _check_reachable(self.address)
         try:
             ray.init(address=self.address, **quiet)
         except (ConnectionError, ValueError) as e:

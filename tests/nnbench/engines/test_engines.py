@@ -8,7 +8,7 @@ import pytest
 import nnbench.trial
 from nnbench.engines import DataCache, TrialOptions, TrialTask, groups_of, make_engine, run_group
 from nnbench.engines.local import LocalEngine
-from nnbench.engines.ray import RayEngine
+from nnbench.engines.ray import RayEngine, _check_reachable
 from nnbench.search import Param, QuasiRandomSearch, SearchSpace
 from nnbench.store import Status, Store, TrialFailure, TrialResult
 from nnbench.study import StudySpec, run_sweep, study_tasks
@@ -143,12 +143,17 @@ def test_ray_engine_options_are_checked_without_ray():
         ({"max_retries": -1}, "max_retries"),
         ({"threads": 0}, "threads"),
         ({"max_in_flight": 0}, "max_in_flight"),
-        ({"address": ""}, "address"),
+        ({"address": ""}, "HOST:PORT"),
+        ({"address": "headnode"}, "HOST:PORT"),
     ]:
         with pytest.raises(ValueError, match=match):
             RayEngine(**kwargs)
+    assert RayEngine(address="10.0.0.1:6379").address == "10.0.0.1:6379"
     # nothing to run: no Ray is needed or started
     RayEngine().run([], device="cpu", data_dir=None, on_result=print)
+    # a head address where nothing listens is refused at once (Ray itself would retry for minutes)
+    with pytest.raises(ValueError, match="no Ray head answers there"):
+        _check_reachable("127.0.0.1:1")
 
 
 def test_importing_nnbench_and_a_local_sweep_never_import_ray(tmp_path):
