@@ -20,6 +20,7 @@ from nnbench.search import Param, SearchSpace  # noqa: E402
 from nnbench.store import Store  # noqa: E402
 from nnbench.study import run_sweep  # noqa: E402
 from tests.nnbench.engines.faulty import fails_when_first_weight_positive  # noqa: E402
+from tests.nnbench.killing import sigkill_after_first_trial, stored_trials  # noqa: E402
 from tests.nnbench.tiny import TINY  # noqa: E402
 
 pytestmark = [
@@ -50,17 +51,6 @@ def _rows(path, columns="s.batch_size, t.trial_index, t.status, t.hparams, t.see
                           "ORDER BY s.batch_size, t.trial_index").fetchall()
     finally:
         db.close()
-
-
-def _count(path):
-    try:
-        db = sqlite3.connect(path, timeout=1)
-        try:
-            return db.execute("SELECT COUNT(*) FROM trials").fetchone()[0]
-        finally:
-            db.close()
-    except sqlite3.OperationalError:  # no file or no schema yet
-        return 0
 
 
 def _descends_from_us(pid: int) -> bool:
@@ -101,7 +91,7 @@ def _kill_a_busy_worker_after_first_trial(store: str, killed: list, timeout: flo
     def watch():
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if _count(store) >= 1:
+            if stored_trials(store) >= 1:
                 busy = _busy_workers()
                 if busy:
                     before = _rows(store)
@@ -191,21 +181,8 @@ def test_a_killed_driver_resumes(ray_address, tmp_path):
            "--workload", "teacher_fc", "--quick", "--optimizers", "sgd", "--batch-sizes", "16",
            "--trials", "4", "--max-steps", "1500", "--eval-every", "100", "--target", "0.999", "--device", "cpu",
            "--quiet", "--store", store]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 90
-        while _count(store) < 1:
-            assert proc.poll() is None, f"sweep exited early: {proc.stderr.read().decode()}"
-            assert time.monotonic() < deadline, "no trial stored within 90 s"
-            time.sleep(0.01)
-        before = _rows(store)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == -signal.SIGKILL
+    sigkill_after_first_trial(cmd, store, timeout=90)
+    before = _rows(store)
     assert 1 <= len(before) < 4
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
