@@ -11,8 +11,11 @@
     nnbench import-batch-science DATA/mnist/simple_cnn_base --target 0.01 --store runs/shallue.sqlite
     nnbench export --store runs/nnbench.sqlite --format batch-science runs/batch_science  # Shallue et al.'s layout
 
+    nnbench sweep --engine ray --address auto    # the same sweep on a Ray cluster (pip install "nqm-bench[cluster]")
+
 A sweep stores every trial in the SQLite file as it finishes; running the same command again resumes
-it (finished trials are never re-run) and a larger ``--trials`` extends its studies.
+it (finished trials are never re-run, failed ones are retried) and a larger ``--trials`` extends its
+studies.
 """
 
 from __future__ import annotations
@@ -95,6 +98,22 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--quiet", action="store_true",
                     help="no progress bars (shown only on a terminal; elsewhere a line per finished study)")
     sw.add_argument("--json", action="store_true", help="print the study summaries as JSON")
+    ray = sw.add_argument_group(
+        "engine", "where the trials run: 'local' (this process, one trial at a time) or 'ray' (Ray tasks on "
+        "a Ray instance started here, or on a cluster with --address; needs pip install \"nqm-bench[cluster]\"). "
+        "Results always come back to this process, the only writer of --store.")
+    ray.add_argument("--engine", choices=["local", "ray"], default="local", help="(default local)")
+    ray.add_argument("--address", default=None, metavar="auto|HOST:PORT",
+                     help="ray: the cluster to run on ('auto': the one this machine is a node of; HOST:PORT: "
+                     "its head); default: start a Ray instance on this machine for the sweep")
+    ray.add_argument("--num-cpus", type=int, default=None, metavar="N",
+                     help="ray without --address: CPUs of the Ray instance started here (default: all)")
+    ray.add_argument("--cpus-per-trial", type=float, default=None, metavar="C", help="ray: CPUs reserved per trial (default 1)")
+    ray.add_argument("--gpus-per-trial", type=float, default=None, metavar="G",
+                     help="ray: GPUs reserved per trial, e.g. 0.25 for four trials per GPU (default 0: CPU trials)")
+    ray.add_argument("--max-retries", type=int, default=None, metavar="N",
+                     help="ray: times a trial whose worker died is resubmitted before it is recorded as failed "
+                     "(default 3)")
 
     st = sub.add_parser("status", help="summarise the studies in a store",
                         description="Per study: trials by status, steps to result (fewest steps over "
@@ -205,19 +224,10 @@ def _summary_dict(s) -> dict:
 
 def workload_from_args(args):
     """The workload of ``--workload`` with ``--quick``, ``--target``, ``--max-steps`` and (where the
-    command has it) ``--eval-every`` applied; sets torch's CPU threads from ``--threads`` (default: the
-    workload's choice on a CPU)."""
-    import torch
-
-    from nnbench.device import resolve_device
+    command has it) ``--eval-every`` applied."""
     from nnbench.workloads import get_workload
 
     workload = get_workload(args.workload)
-    threads = args.threads
-    if threads is None and resolve_device(args.device).type == "cpu":
-        threads = workload.cpu_threads
-    if threads is not None:
-        torch.set_num_threads(threads)  # process-wide; this process is ours
     if args.quick:
         workload = workload.quick()
     overrides = {k: v for k, v in (("target", args.target), ("max_steps", args.max_steps),
@@ -225,14 +235,61 @@ def workload_from_args(args):
     return workload.replace(**overrides) if overrides else workload
 
 
+def set_threads(args, workload) -> None:
+    """Torch's CPU threads in this process (where the local engine trains) from ``--threads``, by
+    default the workload's choice on a CPU."""
+    import torch
+
+    from nnbench.device import resolve_device
+
+    threads = args.threads
+    if threads is None and resolve_device(args.device).type == "cpu":
+        threads = workload.cpu_threads
+    if threads is not None:
+        torch.set_num_threads(threads)  # process-wide; this process is ours
+
+
+_RAY_FLAGS = {"address": "--address", "num_cpus": "--num-cpus", "cpus_per_trial": "--cpus-per-trial",
+              "gpus_per_trial": "--gpus-per-trial", "max_retries": "--max-retries"}
+
+
+def _engine(args, workload):
+    """The engine the sweep's flags ask for (None: the local engine, run_sweep's default)."""
+    given = {k: getattr(args, k) for k in _RAY_FLAGS if getattr(args, k) is not None}
+    if args.engine == "local":
+        if given:
+            flags = [_RAY_FLAGS[k] for k in given]
+            raise ValueError(f"{' and '.join(flags)} need{'s' if len(flags) == 1 else ''} --engine ray")
+        return None
+    from nnbench.engines.ray import RayEngine
+
+    try:
+        engine = RayEngine(**given, threads=args.threads or workload.cpu_threads)
+        engine.worker_device(args.device)  # a device the workers cannot use is refused before anything runs
+    except ValueError as e:  # name the flags the user typed
+        msg = str(e)
+        for key, flag in _RAY_FLAGS.items():
+            msg = msg.replace(key, flag)
+        raise ValueError(msg) from None
+    return engine
+
+
 def _sweep(args) -> int:
     from nnbench.study import format_table, run_sweep
 
     workload = workload_from_args(args)
+    engine = _engine(args, workload)
+    if engine is None:
+        set_threads(args, workload)
     trials = args.trials if args.trials is not None else (8 if args.quick else 16)
-    summaries = run_sweep(workload, args.optimizers, args.batch_sizes, trials, args.store,
-                          device=args.device, progress=False if args.quiet else None, seed=args.seed,
-                          data_dir=args.data_dir, ensemble=args.ensemble)
+    try:
+        summaries = run_sweep(workload, args.optimizers, args.batch_sizes, trials, args.store,
+                              device=args.device, progress=False if args.quiet else None, seed=args.seed,
+                              data_dir=args.data_dir, ensemble=args.ensemble, engine=engine)
+    except KeyboardInterrupt:
+        print(f"nnbench sweep: interrupted; finished trials are in {args.store} and the same command resumes",
+              file=sys.stderr)
+        return 130
     if args.json:
         print(json.dumps([_summary_dict(s) for s in summaries], indent=2))
     else:
@@ -241,6 +298,13 @@ def _sweep(args) -> int:
         print(f"{w.name}: steps to {w.eval_split} {w.metric} {sign} {w.target:g} "
               f"(evaluated every {w.eval_every} steps, budget {w.max_steps} steps); store {args.store}")
         print(format_table(summaries))
+    failed = [(s, i, e) for s in summaries for i, e in s.failures.items()]
+    if failed:
+        s, i, error = failed[0]
+        print(f"nnbench sweep: {len(failed)} trial(s) failed and are not stored as finished (the same command "
+              f"retries them); first, {s.optimizer} B={s.batch_size} trial {i}: "
+              f"{error.strip().splitlines()[-1]}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -57,10 +57,11 @@ def add_parser(sub) -> None:
 
 def command(args) -> int:
     """Run ``nnbench protocol`` with parsed ``args``; returns the exit status."""
-    from nnbench.cli import workload_from_args
+    from nnbench.cli import set_threads, workload_from_args
     from nnbench.protocol import format_protocol, run_protocol
 
     workload = workload_from_args(args)
+    set_threads(args, workload)
     if not 0 < args.eval_rel_step <= 1:
         raise ValueError(f"--eval-rel-step must be in (0, 1], got {args.eval_rel_step}")
     for flag, low in (("first_round", 1), ("focus_round", 0), ("seeds", 0), ("top_k", 1)):

@@ -4,7 +4,9 @@ The vocabulary is that of Shallue et al. 2018's published data (and Google's ini
 batch_science): a *study* is (workload, optimizer, batch size, search space, budget, target); a
 *trial* is one point of its search, with status COMPLETE (reached the target), INCOMPLETE (budget
 ran out first) or INFEASIBLE (diverged); *measurements* are (step, name, value) triples recorded
-during a trial.
+during a trial. A trial that produced no result (its code raised, or the process or machine running it
+died more often than the engine retries) is kept apart as a *failure*: its error is recorded, but it
+does not count as finished, so the next run of the sweep tries it again.
 
 Storage loses nothing: every trial is written, with all its measurements, in one transaction as
 soon as it finishes (SQLite, WAL journal, ``synchronous=FULL``), so a sweep killed at any moment
@@ -39,6 +41,7 @@ __all__ = [
     "Status",
     "Measurement",
     "TrialResult",
+    "TrialFailure",
     "StudyRecord",
     "Store",
     "StudyBusy",
@@ -94,6 +97,12 @@ CREATE TABLE IF NOT EXISTS measurements (
     FOREIGN KEY (study_id, trial_index) REFERENCES trials(study_id, trial_index) ON DELETE CASCADE
 );
 CREATE INDEX IF NOT EXISTS measurements_by_trial ON measurements (study_id, trial_index, step);
+CREATE TABLE IF NOT EXISTS failures (       -- attempts that produced no trial; a log, never updated
+    study_id    INTEGER NOT NULL REFERENCES studies(id) ON DELETE CASCADE,
+    trial_index INTEGER NOT NULL CHECK (trial_index >= 0),
+    error       TEXT NOT NULL,
+    failed      TEXT NOT NULL
+);
 """
 
 
@@ -149,6 +158,19 @@ class TrialResult:
     seed: int
     error: str | None = None
     measurements: tuple[Measurement, ...] = field(default=(), repr=False)
+
+
+@dataclass(frozen=True)
+class TrialFailure:
+    """A trial attempt that produced no :class:`TrialResult`.
+
+    Attributes:
+        index: the trial index in its study.
+        error: why: the exception and its traceback, or the engine's account of a lost worker.
+    """
+
+    index: int
+    error: str
 
 
 @dataclass(frozen=True)
@@ -239,6 +261,10 @@ class Store:
                 self._db.execute("PRAGMA journal_mode = WAL")
                 self._db.executescript(_SCHEMA)
                 self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            else:
+                # Stores written before the failures table existed gain it (additive: older readers
+                # ignore it, so the schema version stays).
+                self._db.executescript(_SCHEMA)
             # FULL: a finished trial survives even an OS crash, not only a killed process.
             self._db.execute("PRAGMA synchronous = FULL")
         except sqlite3.DatabaseError as e:
@@ -316,7 +342,8 @@ class Store:
 
     # -- trials ------------------------------------------------------------------------------
     def finished_indices(self, study_id: int) -> set[int]:
-        """Trial indices of ``study_id`` already stored (whatever their status)."""
+        """Trial indices of ``study_id`` already stored (whatever their status; failures are not
+        finished)."""
         rows = self._db.execute("SELECT trial_index FROM trials WHERE study_id = ?", (study_id,))
         return {r[0] for r in rows.fetchall()}
 
@@ -362,6 +389,25 @@ class Store:
                     "(is another sweep writing the same study?)"
                 ) from None
             raise ValueError(f"store: cannot write trial {result.index} of study {study_id}: {e}") from None
+
+    def write_failure(self, study_id: int, failure: TrialFailure) -> None:
+        """Record a failed attempt at trial ``failure.index`` of ``study_id`` (the trial stays
+        unfinished: a resumed sweep runs it again)."""
+        if not isinstance(failure.error, str) or not failure.error:
+            raise ValueError("a TrialFailure needs a non-empty error text")
+        with self._transaction():
+            self._db.execute(
+                "INSERT INTO failures (study_id, trial_index, error, failed) VALUES (?, ?, ?, ?)",
+                (study_id, int(failure.index), failure.error, _now()),
+            )
+
+    def failures(self, study_id: int) -> list[TrialFailure]:
+        """Every failed attempt recorded for ``study_id``, oldest first (a trial that failed and was
+        later finished keeps its failures here)."""
+        rows = self._db.execute(
+            "SELECT trial_index, error FROM failures WHERE study_id = ? ORDER BY rowid", (study_id,)
+        ).fetchall()
+        return [TrialFailure(index=i, error=e) for i, e in rows]
 
     def trials(self, study_id: int, *, with_measurements: bool = False) -> list[TrialResult]:
         """The stored trials of ``study_id``, by index (measurements loaded on request)."""

@@ -6,10 +6,14 @@ search with seed ``trial_seed(seed, i)``. Its *steps to result* is the fewest st
 its COMPLETE trials (Shallue et al.: "the best trial ... reached the goal in the fewest steps"). A
 *sweep* runs one study per (optimizer, batch size) of a workload.
 
-Each finished trial is stored at once (``nnbench.store``), so a sweep that is killed resumes by
-running only the trial indices its studies lack; asking for more trials extends a study (points
-0..n-1 never change); a best trial within 5% of a search-space boundary (in the scaled range) is
-flagged, since the optimum may then lie outside the space (Zhang et al. section 4).
+The trials a sweep's studies lack become deterministic tasks (``nnbench.engines.TrialTask``) that an
+engine runs: in this process (``local``, the default) or on Ray (``ray``). Outcomes come back to this
+process, the only writer of the store, and each is stored at once (``nnbench.store``), so a sweep that
+is killed resumes by running only the trial indices its studies lack; asking for more trials extends
+a study (points 0..n-1 never change). A trial that failed (raised, or lost its worker more often than
+the engine retries) is recorded with its error but not finished: the next run tries it again. A best
+trial within 5% of a search-space boundary (in the scaled range) is flagged, since the optimum may
+then lie outside the space (Zhang et al. section 4).
 """
 
 from __future__ import annotations
@@ -17,11 +21,13 @@ from __future__ import annotations
 import os
 import sys
 import warnings
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from nnbench.engines import Engine, Outcome, TrialOptions, TrialTask, groups_of
 from nnbench.search import QuasiRandomSearch, SearchSpace, edge_report
-from nnbench.store import Status, Store, StudyRecord, TrialResult, study_leases
+from nnbench.store import Status, Store, StudyRecord, TrialFailure, TrialResult, study_leases
 from nnbench.workloads import Workload
 
 __all__ = [
@@ -31,8 +37,8 @@ __all__ = [
     "best_trial",
     "summarize",
     "summarize_store",
+    "study_tasks",
     "run_study",
-    "run_trials",
     "run_sweep",
     "run_specs",
     "sweep_grid",
@@ -105,6 +111,8 @@ class StudySummary:
         steps_to_result: fewest steps to the target over COMPLETE trials (None: none reached it).
         best_index, best_hparams: the trial achieving it (lowest index on ties).
         edges: searched hyperparameters of the best trial at a boundary, ``{name: "low"|"high"}``.
+        failures: trials that failed and are still unfinished, ``{index: latest error}`` (a re-run
+            tries them again).
     """
 
     study_id: int
@@ -121,6 +129,7 @@ class StudySummary:
     best_index: int | None
     best_hparams: Mapping[str, float] | None
     edges: Mapping[str, str] = field(default_factory=dict)
+    failures: Mapping[int, str] = field(default_factory=dict)
 
     @property
     def trials_done(self) -> int:
@@ -147,6 +156,8 @@ def summarize(store: Store, study: StudyRecord | int, *, tol: float = EDGE_TOL) 
     edges = {}
     if best is not None:
         edges = edge_report(SearchSpace.from_dict(study.search_space), best.hparams, tol)
+    finished = {t.index for t in trials}
+    failures = {f.index: f.error for f in store.failures(study.id) if f.index not in finished}
     return StudySummary(
         study_id=study.id,
         workload=study.workload,
@@ -162,6 +173,7 @@ def summarize(store: Store, study: StudyRecord | int, *, tol: float = EDGE_TOL) 
         best_index=None if best is None else best.index,
         best_hparams=None if best is None else dict(best.hparams),
         edges=edges,
+        failures=dict(sorted(failures.items())),
     )
 
 
@@ -171,88 +183,94 @@ def summarize_store(path: str | os.PathLike, *, tol: float = EDGE_TOL) -> list[S
         return [summarize(store, s, tol=tol) for s in store.studies()]
 
 
-def run_study(
-    spec: StudySpec,
-    store: Store,
-    *,
-    data,
-    device,
-    bar=None,
-    progress: bool = False,
-    instruments: Sequence = (),
-    instrument_every: int | None = None,
-    ensemble: int | str = 1,
-) -> StudySummary:
-    """Run the trials of ``spec`` that ``store`` lacks, storing each as it finishes.
-
-    Args:
-        spec: the study.
-        store: an open :class:`Store`.
-        data: the workload's ``DataSource`` (built once per sweep), on ``device``.
-        device: a ``torch.device``.
-        bar: an outer tqdm bar advanced once per trial (or None).
-        progress: show a per-trial (per-ensemble) bar over steps.
-        instruments, instrument_every: passed to every trial (``nnbench.trial.run``); trials with
-            instruments run one at a time.
-        ensemble: trials trained at once as one batched ensemble (``nnbench.ensemble``): a positive
-            integer or ``"auto"``; 1 runs them one at a time, as does a workload / optimizer that
-            ``nnbench.ensemble.ensemble_supported`` refuses (a warning says why when a size > 1 was asked
-            for explicitly).
-    """
-    from nnbench.ensemble import ensemble_size
-
-    record = store.ensure_study(spec.definition(), spec.max_trials)
-    done = store.finished_indices(record.id)
-    missing = [i for i in range(spec.max_trials) if i not in done]
-    size = 1
-    if missing and not instruments:
-        size, why = ensemble_size(spec.workload, spec.optimizer, data, device, ensemble)
-        if why and ensemble != "auto":
-            warnings.warn(f"{why}: its trials run one at a time", stacklevel=2)
-
-    def store_result(result: TrialResult) -> None:
-        store.write_trial(record.id, result)
-        if bar is not None:
-            bar.update(1)
-            steps = "-" if result.steps_to_result is None else result.steps_to_result
-            bar.set_postfix_str(f"{spec.optimizer} B={spec.batch_size} #{result.index}: {result.status.value} {steps}")
-
-    for start in range(0, len(missing), size):
-        run_trials(spec, missing[start : start + size], store_result, data=data, device=device, progress=progress,
-                   instruments=instruments, instrument_every=instrument_every)
-    return summarize(store, record)
-
-
-def run_trials(
-    spec: StudySpec,
-    indices: Sequence[int],
-    on_result,
-    *,
-    data,
-    device,
-    progress: bool = False,
-    instruments: Sequence = (),
-    instrument_every: int | None = None,
-) -> None:
-    """Run trials ``indices`` of ``spec``, calling ``on_result(result)`` as each finishes: one batched
-    ensemble for several indices (``nnbench.ensemble.run_ensemble``; the caller checked that the study
-    supports it), ``nnbench.trial.run`` for one."""
-    import nnbench.trial
-    from nnbench.ensemble import run_ensemble
+def study_tasks(spec: StudySpec, study_id: int, indices: Iterable[int],
+                options: TrialOptions | None = None) -> list[TrialTask]:
+    """The trials ``indices`` of ``spec`` (stored as study ``study_id``) as engine tasks: trial ``i``
+    runs point ``i`` of the study's quasi-random search with seed ``trial_seed(spec.seed, i)``."""
     from nnbench.trial import trial_seed
 
+    options = options or TrialOptions()
     search = QuasiRandomSearch(spec.search_space, spec.seed)
-    common = {"optimizer": spec.optimizer, "batch_size": spec.batch_size, "device": device, "data": data,
-              "progress": progress}
-    if len(indices) > 1:
-        members = [(i, search.point(i), trial_seed(spec.seed, i)) for i in indices]
-        run_ensemble(spec.workload, members=members, on_result=on_result, **common)
-        return
-    for index in indices:
-        on_result(nnbench.trial.run(
-            spec.workload, hparams=search.point(index), seed=trial_seed(spec.seed, index), index=index,
-            instruments=instruments, instrument_every=instrument_every, **common,
-        ))
+    return [
+        TrialTask(workload=spec.workload, optimizer=spec.optimizer, batch_size=spec.batch_size,
+                  study_id=study_id, index=i, hparams=search.point(i), seed=trial_seed(spec.seed, i),
+                  options=options)
+        for i in indices
+    ]
+
+
+def _plan(specs: Sequence[StudySpec], store: Store, options: TrialOptions,
+          sizes: Sequence[int]) -> tuple[list[StudyRecord], list[list[TrialTask]]]:
+    """The stored study of each spec (created or extended) and the groups of trials they lack: groups
+    of ``sizes[k]`` consecutive missing trials of ``specs[k]`` (an ensemble each when the size is > 1)."""
+    records, groups = [], []
+    for spec, size in zip(specs, sizes, strict=True):
+        record = store.ensure_study(spec.definition(), spec.max_trials)
+        records.append(record)
+        done = store.finished_indices(record.id)
+        missing = [i for i in range(spec.max_trials) if i not in done]
+        groups += groups_of(study_tasks(spec, record.id, missing, options), size)
+    return records, groups
+
+
+def _execute(records: Sequence[StudyRecord], groups: list[list[TrialTask]], store: Store, *, engine: Engine,
+             device, data_dir, data=None, bar=None, on_study=None) -> list[StudySummary]:
+    """Hand ``groups`` to ``engine`` in one go (so it can run studies side by side) and store each
+    outcome as it arrives, in this process and thread; ``on_study(summary)`` as a study's last missing
+    trial is stored; the summaries of ``records`` afterwards."""
+    remaining = Counter(task.study_id for group in groups for task in group)
+    by_id = {record.id: record for record in records}
+
+    def on_result(task: TrialTask, outcome: Outcome) -> None:
+        if isinstance(outcome, TrialFailure):
+            store.write_failure(task.study_id, outcome)
+            what = "FAILED"
+        else:
+            store.write_trial(task.study_id, outcome)
+            steps = "-" if outcome.steps_to_result is None else outcome.steps_to_result
+            what = f"{outcome.status.value} {steps}"
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix_str(f"{task.optimizer} B={task.batch_size} #{task.index}: {what}")
+        remaining[task.study_id] -= 1
+        if on_study is not None and remaining[task.study_id] == 0:
+            on_study(summarize(store, by_id[task.study_id]))
+
+    if groups:
+        engine.run(groups, device=device, data_dir=data_dir, on_result=on_result, data=data)
+    return [summarize(store, record) for record in records]
+
+
+def _ensemble_sizes(specs: Sequence[StudySpec], ensemble: int | str, *, data, device,
+                    instrumented: bool) -> list[int]:
+    """Per study, the trials trained at once (``nnbench.ensemble.ensemble_size``; 1 with instruments,
+    which run on one model at a time). A refusal of an explicitly asked size is a warning."""
+    if ensemble == 1 or instrumented or data is None:
+        return [1] * len(specs)
+    from nnbench.ensemble import ensemble_size
+
+    sizes = []
+    for spec in specs:
+        size, why = ensemble_size(spec.workload, spec.optimizer, data, device, ensemble)
+        if why and ensemble != "auto":
+            warnings.warn(f"{why}: its trials run one at a time", stacklevel=3)
+        sizes.append(size)
+    return sizes
+
+
+def _check_ensemble(ensemble) -> None:
+    if ensemble != "auto" and (isinstance(ensemble, bool) or not isinstance(ensemble, int) or ensemble < 1):
+        raise ValueError(f"ensemble must be a positive integer or 'auto', got {ensemble!r}")
+
+
+def run_study(
+    spec: StudySpec,
+    store_path: str | os.PathLike,
+    **options,
+) -> StudySummary:
+    """Run the trials of ``spec`` that the store at ``store_path`` lacks, storing each as it finishes:
+    ``run_specs([spec], store_path, **options)[0]`` (the options are ``run_sweep``'s)."""
+    return run_specs([spec], store_path, **options)[0]
 
 
 def sweep_grid(workload: Workload | str, optimizers: Sequence[str], batch_sizes: Sequence[int], *,
@@ -297,6 +315,7 @@ def run_sweep(
     instruments: Sequence = (),
     instrument_every: int | None = None,
     ensemble: int | str = 1,
+    engine: Engine | None = None,
 ) -> list[StudySummary]:
     """Run (or resume, or extend) one study per (optimizer, batch size) of ``workload``.
 
@@ -315,8 +334,13 @@ def run_sweep(
         data_dir: local data of real data sets.
         search_spaces: per optimizer, a search space replacing the workload's default.
         instruments, instrument_every: passed to every trial.
-        ensemble: trials of a study trained at once as one batched ensemble: a positive integer, or
-            ``"auto"`` (chosen by device and model size); 1 runs them one at a time (see ``run_study``).
+        ensemble: trials of a study trained at once as one batched ensemble (``nnbench.ensemble``): a
+            positive integer, or ``"auto"`` (chosen by device and model size); 1 runs them one at a
+            time, as does a workload / optimizer that ``nnbench.ensemble.ensemble_supported`` refuses
+            (a warning says why when a size > 1 was asked for explicitly). An ensemble is one unit of
+            work for the engine.
+        engine: where the trials run (``nnbench.engines``): None for the local engine (this process),
+            or e.g. ``nnbench.engines.ray.RayEngine(...)``.
 
     Returns:
         One :class:`StudySummary` per (optimizer, batch size), in the order given.
@@ -328,8 +352,6 @@ def run_sweep(
     workload, optimizers, batch_sizes = sweep_grid(workload, optimizers, batch_sizes, quick=quick)
     if isinstance(trials_per_study, bool) or not isinstance(trials_per_study, int) or trials_per_study < 1:
         raise ValueError(f"trials_per_study must be a positive integer, got {trials_per_study!r}")
-    if ensemble != "auto" and (isinstance(ensemble, bool) or not isinstance(ensemble, int) or ensemble < 1):
-        raise ValueError(f"ensemble must be a positive integer or 'auto', got {ensemble!r}")
     search_spaces = dict(search_spaces or {})
     specs = [
         StudySpec(
@@ -344,7 +366,8 @@ def run_sweep(
         for b in batch_sizes
     ]
     return run_specs(specs, store_path, device=device, progress=progress, data_dir=data_dir,
-                     instruments=instruments, instrument_every=instrument_every, ensemble=ensemble)
+                     instruments=instruments, instrument_every=instrument_every, ensemble=ensemble,
+                     engine=engine)
 
 
 def run_specs(
@@ -357,41 +380,49 @@ def run_specs(
     instruments: Sequence = (),
     instrument_every: int | None = None,
     ensemble: int | str = 1,
+    engine: Engine | None = None,
 ) -> list[StudySummary]:
     """Run (or resume, or extend) the given studies of one workload: ``run_sweep`` for studies whose
     search spaces differ per batch size (``nnbench.protocol``'s focused and seed rounds). The
     keyword arguments are those of ``run_sweep``.
+
+    The studies' leases are taken first and the data set is built (in this process: on the engine's
+    device for an in-process engine, else on the CPU, to size ensembles) before any study is written,
+    so a second sweep on a study, or a data set that fails to load, leaves the store as it was.
 
     Returns one :class:`StudySummary` per spec, in order.
     """
     from tqdm.auto import tqdm
 
     from nnbench.device import resolve_device
+    from nnbench.engines.local import LocalEngine
     from nnbench.workloads import build_workload_data
 
+    _check_ensemble(ensemble)
     specs = list(specs)
     if not specs:
         return []
     workload = specs[0].workload
     if any(spec.workload != workload for spec in specs):
         raise ValueError("run_specs: all studies must share one workload (one data set is built)")
-    dev = resolve_device(device)
     bars = sys.stderr.isatty() if progress is None else bool(progress)
+    engine = engine or LocalEngine(progress=bars)
+    trial_device = engine.worker_device(device)  # refuses a device the engine cannot use
+    options = TrialOptions(instruments, instrument_every)
     with study_leases(store_path, [spec.definition() for spec in specs]):
         missing = _missing_trials(store_path, specs)
-        # The data before any study is stored: a data set that fails to load leaves no empty studies.
-        data = build_workload_data(workload, device=dev, data_dir=data_dir) if missing else None
-        summaries = []
+        data = None
+        if missing:
+            here = resolve_device(trial_device) if engine.in_process else resolve_device("cpu")
+            data = build_workload_data(workload, device=here, data_dir=data_dir)
+        sizes = _ensemble_sizes(specs, ensemble, data=data, device=trial_device, instrumented=bool(instruments))
+        lines = (lambda s: print(_study_line(s), file=sys.stderr, flush=True)) if progress is None and not bars \
+            else None
         with Store(store_path) as store, tqdm(total=missing, desc=f"{workload.name} trials", unit="trial",
                                                disable=not bars) as bar:
-            for spec in specs:
-                summaries.append(
-                    run_study(spec, store, data=data, device=dev, bar=bar, progress=bars,
-                              instruments=instruments, instrument_every=instrument_every, ensemble=ensemble)
-                )
-                if progress is None and not bars:
-                    print(_study_line(summaries[-1]), file=sys.stderr, flush=True)
-    return summaries
+            records, groups = _plan(specs, store, options, sizes)
+            return _execute(records, groups, store, engine=engine, device=device, data_dir=data_dir,
+                            data=data if engine.in_process else None, bar=bar, on_study=lines)
 
 
 def _missing_trials(store_path, specs: Sequence[StudySpec]) -> int:
@@ -430,6 +461,8 @@ def format_table(summaries: Sequence[StudySummary]) -> str:
         trials = f"{c.get('COMPLETE', 0)}/{c.get('INCOMPLETE', 0)}/{c.get('INFEASIBLE', 0)} of {s.max_trials}"
         best = "-" if s.best_hparams is None else " ".join(f"{k}={_fmt(v)}" for k, v in s.best_hparams.items())
         edges = " ".join(f"!{k}={side}" for k, side in s.edges.items()) or ""
+        if s.failures:
+            trials += f" ({len(s.failures)} failed)"
         steps = "-" if s.steps_to_result is None else str(s.steps_to_result)
         rows.append([s.workload, s.optimizer, str(s.batch_size), trials, steps, best, edges])
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]

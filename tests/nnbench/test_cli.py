@@ -71,6 +71,13 @@ def test_workloads_listing(capsys):
         (["export", "--store", "{tmp}/missing.sqlite", "--out", "{tmp}/x.csv"], "no such file"),
         (SWEEP[:5] + ["nadam"] + SWEEP[7:] + ["--store", "{tmp}/s.sqlite"], "unknown optimizer"),
         (["sweep", "--workload", "mnist_simple_cnn", "--store", "{tmp}/s.sqlite", "--quiet"], "data-dir"),
+        (SWEEP + ["--store", "{tmp}/s.sqlite", "--cpus-per-trial", "2"], "--cpus-per-trial needs --engine ray"),
+        (SWEEP + ["--store", "{tmp}/s.sqlite", "--address", "auto", "--max-retries", "1"],
+         "--address and --max-retries need --engine ray"),
+        (SWEEP + ["--store", "{tmp}/s.sqlite", "--engine", "ray", "--gpus-per-trial", "-1"], "--gpus-per-trial"),
+        (SWEEP + ["--store", "{tmp}/s.sqlite", "--engine", "ray", "--address", "auto", "--num-cpus", "2"],
+         "drop --num-cpus or --address"),
+        (SWEEP + ["--store", "{tmp}/s.sqlite", "--engine", "ray", "--device", "cuda"], "--gpus-per-trial"),
     ],
 )
 def test_errors_are_one_line(tmp_path, capsys, argv, match):
@@ -103,6 +110,40 @@ def test_every_subcommand_has_a_description():
     for name, p in subs.choices.items():
         assert p.description and len(p.description) > 40, name
         assert "%%" not in p.format_help(), name
+
+
+def test_failed_trials_are_reported_and_the_exit_status_is_1(tmp_path, capsys, monkeypatch):
+    import nnbench.trial
+
+    real = nnbench.trial.run
+
+    def flaky(*args, **kwargs):
+        if kwargs["index"] == 1 and kwargs["optimizer"] == "adam":
+            raise RuntimeError("CUDA out of memory, say")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(nnbench.trial, "run", flaky)
+    store = str(tmp_path / "s.sqlite")
+    assert main(SWEEP + ["--store", store]) == 1
+    captured = capsys.readouterr()
+    assert "(1 failed)" in captured.out
+    assert captured.err.strip() == ("nnbench sweep: 1 trial(s) failed and are not stored as finished (the same "
+                                    "command retries them); first, adam B=32 trial 1: RuntimeError: CUDA out "
+                                    "of memory, say")
+    monkeypatch.setattr(nnbench.trial, "run", real)
+    assert main(SWEEP + ["--store", store, "--json"]) == 0  # the re-run retries it
+    assert all(s["failures"] == {} and s["trials_done"] == 2 for s in json.loads(capsys.readouterr().out))
+
+
+def test_ctrl_c_is_a_clean_exit(tmp_path, capsys, monkeypatch):
+    import nnbench.study
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(nnbench.study, "run_sweep", interrupted)
+    assert main(SWEEP + ["--store", str(tmp_path / "s.sqlite")]) == 130
+    assert "interrupted; finished trials are in" in capsys.readouterr().err
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")

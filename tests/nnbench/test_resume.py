@@ -1,14 +1,14 @@
 """A sweep killed with SIGKILL mid-way resumes without losing or repeating finished trials, whether its
 trials run one at a time or as batched ensembles."""
 
-import os
 import signal
 import sqlite3
 import subprocess
 import sys
-import time
 
 import pytest
+
+from tests.nnbench.killing import sigkill_after_first_trial
 
 # One at a time: 2 studies x 5 trials; every trial runs its whole 1,500-step budget (the target is out of
 # reach), about half a second each on one CPU thread, so the kill lands with some trials stored, not all.
@@ -37,39 +37,13 @@ def _rows(path):
     return trials, dict(((s, i), n) for s, i, n in measurements)
 
 
-def _count(path):
-    if not os.path.exists(path):
-        return 0
-    try:
-        db = sqlite3.connect(path, timeout=1)
-        try:
-            return db.execute("SELECT COUNT(*) FROM trials").fetchone()[0]
-        finally:
-            db.close()
-    except sqlite3.OperationalError:  # schema not created yet
-        return 0
-
-
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX SIGKILL")
 @pytest.mark.parametrize("args, studies, per_study", [(ALONE, 2, 5), (ENSEMBLE, 1, 8)], ids=["alone", "ensemble"])
 def test_sigkill_then_resume(tmp_path, args, studies, per_study):
     expected = studies * per_study
     store = str(tmp_path / "resume.sqlite")
     cmd = [sys.executable, *args, "--store", store]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 120
-        while _count(store) < 1:
-            assert proc.poll() is None, f"sweep exited early: {proc.stderr.read().decode()}"
-            assert time.monotonic() < deadline, "no trial stored within 120 s"
-            time.sleep(0.02)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == -signal.SIGKILL
+    sigkill_after_first_trial(cmd, store)
     killed_trials, killed_meas = _rows(store)
     assert 0 < len(killed_trials) < expected, "the kill should land mid-sweep"
     # a trial is atomic: no measurements without their trial row (the one killed mid-run left nothing)

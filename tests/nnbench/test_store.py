@@ -17,6 +17,7 @@ from nnbench.store import (
     Status,
     Store,
     StudyBusy,
+    TrialFailure,
     TrialResult,
     study_key,
     study_leases,
@@ -237,3 +238,35 @@ def test_find_study_writes_nothing(tmp_path):
         assert store.find_study(_definition()) is None and store.studies() == []
         rec = store.ensure_study(_definition(), 3)
         assert store.find_study(_definition()) == rec
+
+
+def test_failures_are_logged_apart_and_leave_the_trial_unfinished(tmp_path):
+    path = tmp_path / "f.sqlite"
+    with Store(path) as store:
+        sid = store.ensure_study(_definition(), max_trials=3).id
+        store.write_failure(sid, TrialFailure(1, "RuntimeError: boom"))
+        assert store.finished_indices(sid) == set()  # a failure is not a finished trial
+        store.write_failure(sid, TrialFailure(1, "WorkerCrashedError: lost"))
+        store.write_trial(sid, _trial(1))  # a later attempt finishes it
+        assert store.finished_indices(sid) == {1}
+        assert store.failures(sid) == [TrialFailure(1, "RuntimeError: boom"), TrialFailure(1, "WorkerCrashedError: lost")]
+        with pytest.raises(ValueError, match="non-empty error"):
+            store.write_failure(sid, TrialFailure(2, ""))
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT study_id, trial_index, error FROM failures ORDER BY rowid").fetchall() == [
+        (sid, 1, "RuntimeError: boom"), (sid, 1, "WorkerCrashedError: lost")]
+    db.close()
+
+
+def test_a_store_without_the_failures_table_gains_it(tmp_path):
+    path = tmp_path / "old.sqlite"
+    with Store(path) as store:
+        sid = store.ensure_study(_definition(), max_trials=1).id
+        store.write_trial(sid, _trial(0))
+    db = sqlite3.connect(path)
+    db.execute("DROP TABLE failures")  # as written before failures were recorded
+    db.commit()
+    db.close()
+    with Store(path, create=False) as store:
+        assert store.failures(sid) == [] and store.finished_indices(sid) == {0}
+        store.write_failure(sid, TrialFailure(0, "x"))
