@@ -27,7 +27,7 @@ def add_parser(sub) -> None:
         "value sits at the space's edge is searched beyond it, recorded in the store), then the best "
         "configuration re-run with --seeds seeds. Steps to result is reported as the best over the "
         "search and as the median over seeds with an order-statistic interval. Evaluations on a "
-        "geometric grid (every step up to 32, then steps 3%% apart) unless --eval-grid every.")
+        "geometric grid (every step up to 32, then steps 3% apart) unless --eval-grid every.")
     p.add_argument("--workload", default="teacher_fc", choices=list(WORKLOADS), metavar="NAME",
                    help=f"workload (default teacher_fc): {', '.join(WORKLOADS)}")
     p.add_argument("--optimizers", nargs="+", default=["sgd", "momentum"], metavar="NAME",

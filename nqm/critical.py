@@ -99,7 +99,9 @@ class CriticalBatchResult:
                 f"{self.optimizer}{where}{extra})")
 
     def to_dict(self) -> dict:
-        return {**self.__dict__, "fit": None if self.fit is None else self.fit.to_dict()}
+        """The fields as plain values; ``fit`` (with its intervals) only for a fit of measured points."""
+        d = {k: v for k, v in self.__dict__.items() if k != "fit"}
+        return d if self.fit is None else {**d, "fit": self.fit.to_dict()}
 
 
 # ------------------------------------------------------------------------------ limits

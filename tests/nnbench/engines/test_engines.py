@@ -58,7 +58,8 @@ def test_run_group_reports_every_task_and_a_raising_trial_as_its_failure(monkeyp
     monkeypatch.setattr(nnbench.trial, "run", flaky)
     seen = []
     data = DataCache().get(QUICK, device="cpu", data_dir=None)
-    run_group(tasks, data=data, device="cpu", on_result=lambda task, outcome: seen.append((task, outcome)))
+    for task in tasks:  # groups of one: one trial each (a larger group is an ensemble)
+        run_group([task], data=data, device="cpu", on_result=lambda task, outcome: seen.append((task, outcome)))
     assert [t for t, _ in seen] == tasks
     assert [type(o) for _, o in seen] == [TrialResult, TrialResult, TrialFailure, TrialResult]
     failure = seen[2][1]
@@ -66,6 +67,28 @@ def test_run_group_reports_every_task_and_a_raising_trial_as_its_failure(monkeyp
     assert "Traceback" in failure.error  # the whole traceback is kept
     for task, result in seen[:2] + seen[3:]:
         assert result.index == task.index and result.seed == task.seed and dict(result.hparams) == task.hparams
+
+
+def test_a_raising_ensemble_fails_its_unreported_members(monkeypatch):
+    import nnbench.ensemble
+
+    tasks = study_tasks(_spec(), 1, range(4))
+    real = nnbench.ensemble.run_ensemble
+
+    def dies_after_one(workload, *, members, on_result, **kwargs):
+        def first_only(result):
+            on_result(result)
+            raise RuntimeError("out of memory, say")
+        return real(workload, members=members, on_result=first_only, **kwargs)
+
+    monkeypatch.setattr(nnbench.ensemble, "run_ensemble", dies_after_one)
+    seen = []
+    data = DataCache().get(QUICK.replace(target=0.0), device="cpu", data_dir=None)
+    run_group(tasks, data=data, device="cpu", on_result=lambda task, outcome: seen.append((task, outcome)))
+    assert sorted(t.index for t, _ in seen) == [0, 1, 2, 3]  # every member reported once
+    kinds = [type(o) for _, o in seen]
+    assert kinds[0] is TrialResult and kinds[1:] == [TrialFailure] * 3
+    assert all("RuntimeError: out of memory, say" in o.error for _, o in seen[1:])
 
 
 def test_run_group_refuses_mixed_studies():
