@@ -40,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Quick start (a few minutes on 2 CPU cores, no download): python -m nnbench sweep --quick",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{sweep,status,export,workloads,compare,import-batch-science}")
+    sub = parser.add_subparsers(dest="command", required=True,
+                                metavar="{sweep,status,export,workloads,compare,import-batch-science}")
 
     sw = sub.add_parser(
         "sweep",
@@ -114,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     ib.add_argument("--direction", default=None, choices=["min", "max"],
                     help="whether --metric improves down (min) or up (max) (default: from its name; errors "
                     "and losses min, accuracies max)")
+    ib.add_argument("--quiet", action="store_true", help="no progress bar (there is none off a terminal)")
     ib.add_argument("--json", action="store_true", help="print the imported studies' summaries as JSON")
 
     wl = sub.add_parser("workloads", help="list the registered workloads")
@@ -226,7 +228,7 @@ def _import_batch_science(args) -> int:
     from nnbench.study import format_table, summarize
 
     report = import_batch_science(args.dir, args.store, metric=args.metric, target=args.target,
-                                  direction=args.direction)
+                                  direction=args.direction, progress=not args.quiet and sys.stderr.isatty())
     with Store(args.store, create=False) as store:
         summaries = [summarize(store, i) for i in report.study_ids]
     if args.json:
