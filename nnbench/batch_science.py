@@ -406,18 +406,20 @@ def find_studies(root: str | os.PathLike) -> list[Path]:
 
 def import_batch_science(root: str | os.PathLike, store_path: str | os.PathLike, *,
                          metric: str | None = None, target: float | None = None,
-                         direction: str | None = None) -> ImportReport:
+                         direction: str | None = None, progress: bool = False) -> ImportReport:
     """Read every study under ``root`` into the store at ``store_path`` (created if missing).
 
     Each study is read and checked whole before any of it is written; trials already in the store
     (same study definition, same trial id) are skipped, so importing twice changes nothing.
-    ``metric``, ``target``, ``direction``: see :func:`read_study`.
+    ``metric``, ``target``, ``direction``: see :func:`read_study`; ``progress``: a bar over studies.
     """
+    from tqdm.auto import tqdm
+
     dirs = find_studies(root)
     written = skipped = 0
     ids = []
     with Store(store_path) as store:
-        for d in dirs:
+        for d in tqdm(dirs, desc="studies", unit="study", disable=not progress):
             data = read_study(d, metric=metric, target=target, direction=direction)
             record = store.ensure_study(data.definition, data.max_trials)
             done = store.finished_indices(record.id)

@@ -158,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     ib.add_argument("--direction", default=None, choices=["min", "max"],
                     help="whether --metric improves down (min) or up (max) (default: from its name; errors "
                     "and losses min, accuracies max)")
+    ib.add_argument("--quiet", action="store_true", help="no progress bar (there is none off a terminal)")
     ib.add_argument("--json", action="store_true", help="print the imported studies' summaries as JSON")
 
     wl = sub.add_parser("workloads", help="list the registered workloads",
@@ -352,7 +353,7 @@ def _import_batch_science(args) -> int:
     from nnbench.study import format_table, summarize
 
     report = import_batch_science(args.dir, args.store, metric=args.metric, target=args.target,
-                                  direction=args.direction)
+                                  direction=args.direction, progress=not args.quiet and sys.stderr.isatty())
     with Store(args.store, create=False) as store:
         summaries = [summarize(store, i) for i in report.study_ids]
     if args.json:
