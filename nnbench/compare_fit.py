@@ -139,6 +139,8 @@ class FitComparison:
                 notes.append(f"{o} measured: {m.refused}")
         lines.append("predicted (same fit): S = S_min + E_min / B fitted to the predicted steps at the measured "
                      "batch sizes, as the measured points were; NQM exact limit: E_min / S_min of the NQM itself")
+        if ph.caveat:
+            lines.append(f"SGD fit caveat: {ph.caveat} (the intervals above carry it)")
         lines += notes
         return table_footer(lines, self.missing, self.figure)
 
@@ -176,7 +178,7 @@ class FitComparison:
             "nqm": {"spectrum": SHAPE, "target": f.target},
             "sgd_fit": {"effective_dimension_d": ph.d.to_dict(), "batch_scale": ph.batch_scale.to_dict(),
                         "residual_rms_log": f.residual_rms, "n_points": f.n_points, "d_grid": list(f.d_grid),
-                        "profile_rms_log": list(f.profile)},
+                        "profile_rms_log": list(f.profile), "caveat": ph.caveat},
             "bootstrap": {"scheme": "studies, then trials within each study, drawn with replacement",
                           "level": ph.level, "refits": ph.replicates, "requested": ph.requested, "seed": self.seed},
             "optimizers": opts, "missing": list(self.missing), "figure": self.figure,

@@ -495,6 +495,9 @@ class PhysicalPrediction:
       predictions: optimizer -> :class:`OutOfSample` (SGD's is its fit, the others out of sample).
       powers: optimizer -> preconditioner power used; replicates: refits that succeeded of
       requested; level: interval coverage.
+      caveat: why the SGD points constrain the fit only weakly (their own McCandlish fit puts
+        B_crit outside the measured range, so the plateau that fixes d, or the perfect-scaling
+        regime that fixes the batch scale, was not reached), or None.
     """
 
     fit: PhysicalFit
@@ -505,6 +508,7 @@ class PhysicalPrediction:
     replicates: int
     requested: int
     level: float
+    caveat: str | None = None
 
 
 def predict_from_sgd(sgd_trials, optimizers: Sequence[str], *, bank: CurveBank, batch_sizes,
@@ -596,4 +600,4 @@ def predict_from_sgd(sgd_trials, optimizers: Sequence[str], *, bank: CurveBank, 
         fit=fit, d=Interval(float(fit.d), *percentile_interval([r[0].d for r in reps], level)),
         batch_scale=Interval(fit.batch_scale, *percentile_interval([r[0].batch_scale for r in reps], level)),
         predictions=preds, powers={o: fam.power for o, fam in families.items()}, replicates=len(reps),
-        requested=n_boot, level=level)
+        requested=n_boot, level=level, caveat=reason)

@@ -12,7 +12,7 @@ import pytest
 from nnbench.cli import main
 from nnbench.compare import compare
 from nnbench.compare_fit import compare_fit, study_trials, write_results
-from nnbench.predict import FAMILIES, CurveBank, d_grid, fit_sgd
+from nnbench.predict import FAMILIES, CurveBank, d_grid, fit_sgd, predict_from_sgd
 from nnbench.store import Status, Store, TrialResult
 
 D_TRUE, BATCH_SCALE, NQM_TARGET = 64, 5.0, 0.01
@@ -65,6 +65,10 @@ def test_fit_sgd_recovers_d_and_batch_scale_from_exact_points(bank):
     assert fit_sgd(B, 2 * np.array(S), bank=bank, d_grid=GRID).d > D_TRUE
     with pytest.raises(ValueError, match="3 batch sizes"):
         fit_sgd(B[:2], S[:2], bank=bank, d_grid=GRID)
+    # points that stop short of the plateau still fit, with the caveat said
+    short = predict_from_sgd({b: [s] for b, s in zip(B[:6], S[:6], strict=True)}, ["sgd"], bank=bank,
+                             batch_sizes=B, d_grid=GRID, n_boot=3)
+    assert short.caveat is not None and "beyond the largest batch measured" in short.caveat
 
 
 def test_physical_fit_on_a_noisy_exact_nqm_store(tmp_path, bank):
@@ -72,7 +76,7 @@ def test_physical_fit_on_a_noisy_exact_nqm_store(tmp_path, bank):
     write_store(store, bank)
     r = compare_fit(store, out_dir=tmp_path / "figs", d_grid=GRID, bank=bank, n_boot=60, seed=1)
     ph = r.physical
-    assert ph.fit.d in (51, 64, 81) and ph.d.low <= D_TRUE <= ph.d.high
+    assert ph.fit.d in (51, 64, 81) and ph.d.low <= D_TRUE <= ph.d.high and ph.caveat is None
     assert ph.batch_scale.low <= BATCH_SCALE * 1.05 and ph.batch_scale.high >= BATCH_SCALE * 0.95
     for opt in ("sgd", "momentum", "adam"):
         known = BATCH_SCALE * bank.curve(FAMILIES[opt], D_TRUE).b_crit
