@@ -124,14 +124,15 @@ def test_failed_trials_are_reported_and_the_exit_status_is_1(tmp_path, capsys, m
 
     monkeypatch.setattr(nnbench.trial, "run", flaky)
     store = str(tmp_path / "s.sqlite")
-    assert main(SWEEP + ["--store", store]) == 1
+    one = ["--ensemble", "1"]  # trials one at a time: through the replaced nnbench.trial.run
+    assert main(SWEEP + one + ["--store", store]) == 1
     captured = capsys.readouterr()
     assert "(1 failed)" in captured.out
     assert captured.err.strip() == ("nnbench sweep: 1 trial(s) failed and are not stored as finished (the same "
                                     "command retries them); first, adam B=32 trial 1: RuntimeError: CUDA out "
                                     "of memory, say")
     monkeypatch.setattr(nnbench.trial, "run", real)
-    assert main(SWEEP + ["--store", store, "--json"]) == 0  # the re-run retries it
+    assert main(SWEEP + one + ["--store", store, "--json"]) == 0  # the re-run retries it
     assert all(s["failures"] == {} and s["trials_done"] == 2 for s in json.loads(capsys.readouterr().out))
 
 
