@@ -6,7 +6,7 @@ torch) stay importable; touching ``nnbench.build_model`` and the like imports th
 
 Subpackages: ``nnbench.data`` (data sources), ``nnbench.models``, ``nnbench.optim`` (optimizers incl.
 K-FAC, schedules), ``nnbench.instruments`` (torch.func measurements); modules ``workloads``,
-``search``, ``trial``, ``study``, ``store``, ``device``, ``cli``.
+``search``, ``trial``, ``ensemble``, ``study``, ``store``, ``device``, ``cli``.
 """
 
 from importlib import import_module
@@ -38,6 +38,8 @@ _EXPORTS = {
     "StudySpec": "nnbench.study",
     "StudySummary": "nnbench.study",
     "run_sweep": "nnbench.study",
+    "run_ensemble": "nnbench.ensemble",
+    "ensemble_supported": "nnbench.ensemble",
     "summarize_store": "nnbench.study",
     "resolve_device": "nnbench.device",
     "as_trial_instrument": "nnbench.instruments",

@@ -17,7 +17,9 @@ if the data set has any, is applied there with the member's generator), the same
 (``nnbench.trial.is_eval_step``), divergence checks at the same steps with the same rule, and the same
 measurements. Values agree up to floating-point reassociation (a batched matrix product sums in a
 different order than a single one): see ``tests/nnbench/test_ensemble.py`` for the measured
-agreement. A member leaves the ensemble (its slices are dropped from every stacked tensor) as soon
+agreement. A trial whose training amplifies rounding (a large lr at the edge of divergence) can
+therefore end differently from its lone run, as it could on another machine: in
+``benchmarks/bench_nnbench_ensemble.py`` no teacher_fc trial did, a few CNN trials at lr >= 0.2 did. A member leaves the ensemble (its slices are dropped from every stacked tensor) as soon
 as it reaches the target, diverges or spends its budget, and its result is handed to ``on_result`` at
 once, so a driver stores it before the others finish. A diverging member cannot poison the others:
 nothing is reduced across the member axis except the summed loss whose gradient is 1 for every member.

@@ -227,9 +227,9 @@ def run_trials(
     instruments: Sequence = (),
     instrument_every: int | None = None,
 ) -> None:
-    """Run trials ``indices`` of ``spec``, calling ``on_result(result)`` as each finishes: one batched
-    ensemble for several indices (``nnbench.ensemble.run_ensemble``; the caller checked that the study
-    supports it), ``nnbench.trial.run`` for one."""
+    """Run trials ``indices`` of ``spec``, calling ``on_result(result)`` as each finishes: several
+    indices without instruments as one batched ensemble (``nnbench.ensemble.run_ensemble``; the caller
+    checked that the study supports it), else one at a time (``nnbench.trial.run``)."""
     import nnbench.trial
     from nnbench.ensemble import run_ensemble
     from nnbench.trial import trial_seed
@@ -237,7 +237,7 @@ def run_trials(
     search = QuasiRandomSearch(spec.search_space, spec.seed)
     common = {"optimizer": spec.optimizer, "batch_size": spec.batch_size, "device": device, "data": data,
               "progress": progress}
-    if len(indices) > 1:
+    if len(indices) > 1 and not instruments:
         members = [(i, search.point(i), trial_seed(spec.seed, i)) for i in indices]
         run_ensemble(spec.workload, members=members, on_result=on_result, **common)
         return
