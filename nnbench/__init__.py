@@ -6,7 +6,7 @@ torch) stay importable; touching ``nnbench.build_model`` and the like imports th
 
 Subpackages: ``nnbench.data`` (data sources), ``nnbench.models``, ``nnbench.optim`` (optimizers incl.
 K-FAC, schedules), ``nnbench.instruments`` (torch.func measurements); modules ``workloads``,
-``search``, ``trial``, ``study``, ``store``, ``batch_science`` (Shallue et al.'s published layout),
+``search``, ``trial``, ``ensemble``, ``study``, ``store``, ``batch_science`` (Shallue et al.'s published layout),
 ``device``, ``cli``.
 """
 
@@ -39,6 +39,8 @@ _EXPORTS = {
     "StudySpec": "nnbench.study",
     "StudySummary": "nnbench.study",
     "run_sweep": "nnbench.study",
+    "run_ensemble": "nnbench.ensemble",
+    "ensemble_supported": "nnbench.ensemble",
     "summarize_store": "nnbench.study",
     "import_batch_science": "nnbench.batch_science",
     "export_batch_science": "nnbench.batch_science",

@@ -17,7 +17,9 @@ if the data set has any, is applied there with the member's generator), the same
 (``nnbench.trial.is_eval_step``), divergence checks at the same steps with the same rule, and the same
 measurements. Values agree up to floating-point reassociation (a batched matrix product sums in a
 different order than a single one): see ``tests/nnbench/test_ensemble.py`` for the measured
-agreement. A member leaves the ensemble (its slices are dropped from every stacked tensor) as soon
+agreement. A trial whose training amplifies rounding (a large lr at the edge of divergence) can
+therefore end differently from its lone run, as it could on another machine: in
+``benchmarks/bench_nnbench_ensemble.py`` no teacher_fc trial did, a few CNN trials at lr >= 0.2 did. A member leaves the ensemble (its slices are dropped from every stacked tensor) as soon
 as it reaches the target, diverges or spends its budget, and its result is handed to ``on_result`` at
 once, so a driver stores it before the others finish. A diverging member cannot poison the others:
 nothing is reduced across the member axis except the summed loss whose gradient is 1 for every member.
@@ -71,8 +73,8 @@ from nnbench.workloads import Workload
 __all__ = ["auto_ensemble_size", "ensemble_size", "ensemble_supported", "run_ensemble"]
 
 # Examples evaluated per pass, all members together, in units of the workload's eval_batch_size: larger
-# passes amortise the per-call overhead, smaller ones stay in cache (teacher_fc, 32 members: 8 is ~3x
-# faster than 1 on 2 CPU cores).
+# passes amortise the per-call overhead, smaller ones stay in cache (teacher_fc, 32 members, one CPU
+# thread: 8 took 1.3-1.7x less time than 1, measured while developing this module).
 _EVAL_EXAMPLES_PER_PASS = 8
 
 # (index, hparams, seed) of one member: what nnbench.trial.run takes as index=, hparams=, seed=.
@@ -297,8 +299,9 @@ def _fc_plan(model: nn.Module) -> list[tuple[str, str, float]] | None:
 class _BatchedForward:
     """Outputs (K, N, ...) of K stacked models on per-member inputs (K, N, ...) or on one input (N, ...)
     shared by all members. Fully connected ReLU nets run as batched matrix products (``baddbmm``, the
-    member axis as the batch axis: measured about 1.2-2x faster than ``vmap`` on 2 CPU cores, see
-    ``benchmarks/bench_nnbench_ensemble.py``); any other model as ``functional_call`` under ``vmap``."""
+    member axis as the batch axis; teacher_fc, 32 members, one CPU thread: 190-230 us of CPU per member
+    step against 220-400 us under ``vmap``, and half the evaluation time, measured while developing this
+    module); any other model as ``functional_call`` under ``vmap``."""
 
     def __init__(self, model: nn.Module):
         self.plan = _fc_plan(model)
