@@ -9,7 +9,9 @@ diverge or spend the budget is that of a real study's first steps). Modes:
 * ``alone``: ``nnbench.trial.run`` for each trial, one after the other (what ``--ensemble 1`` does);
 * ``ensemble N``: ``nnbench.ensemble.run_ensemble`` on consecutive chunks of N trials.
 
-Both get the same data source, threads and device. Reported per mode: wall-clock seconds and trials
+Both get the same data source and device; one trial at a time runs on ``--threads`` (default 1, the
+fastest for a small model), an ensemble on ``--ensemble-threads`` (default: every core), as
+``nnbench sweep`` runs them (``--ensemble-threads 1`` isolates what batching alone gains). Reported per mode: wall-clock seconds and trials
 per hour, CPU seconds of this process (``time.process_time``; on a shared machine the wall clock also
 counts the time other processes held the cores) and the speed-up over ``alone`` in both; plus the check
 that every trial of an ensemble ended as it did alone (status, steps run, steps to result). The load
@@ -59,8 +61,13 @@ def bench_workload(name: str, args, device) -> dict:
         return [run(workload, hparams=h, seed=s, index=i, **common) for i, h, s in members]
 
     def together(size):
-        return [r for k in range(0, len(members), size)
-                for r in run_ensemble(workload, members=members[k : k + size], **common)]
+        threads = torch.get_num_threads()
+        torch.set_num_threads(args.ensemble_threads)  # as nnbench sweep does (LocalEngine.ensemble_threads)
+        try:
+            return [r for k in range(0, len(members), size)
+                    for r in run_ensemble(workload, members=members[k : k + size], **common)]
+        finally:
+            torch.set_num_threads(threads)
 
     reference, wall, cpu = _timed(alone)
     rows = [{"mode": "alone", "size": 1, "wall_s": wall, "cpu_s": cpu, "mismatches": 0}]
@@ -93,9 +100,11 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (default 1: nnbench's choice for small models on a shared CPU)")
+    parser.add_argument("--ensemble-threads", type=int, default=os.cpu_count() or 1,
+                        help="torch threads while an ensemble trains (default: every core, as nnbench sweep)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)
-    for name in ("trials", "batch_size", "max_steps", "threads"):
+    for name in ("trials", "batch_size", "max_steps", "threads", "ensemble_threads"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be a positive integer")
     if any(s < 2 for s in args.sizes):
@@ -107,7 +116,8 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     load_before = os.getloadavg()
     results = [bench_workload(name, args, device) for name in args.workloads]
-    figures = {"device": str(device), "threads": torch.get_num_threads(), "torch": torch.__version__,
+    figures = {"device": str(device), "threads": torch.get_num_threads(),
+               "ensemble_threads": args.ensemble_threads, "torch": torch.__version__,
                "cpu_count": os.cpu_count(), "optimizer": args.optimizer, "trials": args.trials,
                "batch_size": args.batch_size, "max_steps": args.max_steps,
                "loadavg_before": load_before, "loadavg_after": os.getloadavg(), "workloads": results}
@@ -115,7 +125,8 @@ def main(argv=None) -> int:
         print(json.dumps(figures, indent=2))
         return 0
     print(f"{args.trials}-trial {args.optimizer} studies at batch {args.batch_size}, budget {args.max_steps} steps per "
-          f"trial; device {device}, {figures['threads']} torch thread(s) on {os.cpu_count()} cores, torch "
+          f"trial; device {device}, {figures['threads']} torch thread(s) alone, {args.ensemble_threads} in "
+          f"ensembles, on {os.cpu_count()} cores, torch "
           f"{torch.__version__}; load average before {load_before[0]:.1f}, after {figures['loadavg_after'][0]:.1f}")
     for res in results:
         print(f"\n{res['workload']} ({res['model']}): {res['steps_run']} steps alone, {res['statuses_alone']}")

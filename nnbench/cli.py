@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 
 from nnbench import protocol_cli
@@ -89,8 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--max-steps", type=_positive_int, default=None, help="override the workload's step budget per trial")
     sw.add_argument("--eval-every", type=_positive_int, default=None, help="override the steps between evaluations")
     sw.add_argument("--threads", type=_positive_int, default=None,
-                    help="torch CPU threads (default: the workload's choice, 1 for teacher_fc, else torch's "
-                    "default); small models run fastest on 1, especially on a busy machine")
+                    help="torch CPU threads (default: the workload's choice for one trial at a time, 1 for "
+                    "teacher_fc, else torch's default; every core while an ensemble trains): a small model "
+                    "alone runs fastest on 1, especially on a busy machine")
     sw.add_argument("--ensemble", type=_ensemble_arg, default="auto", metavar="N|auto",
                     help="trials of a study trained at once as one batched ensemble, each with its own "
                     "batches, initialisation and result (default auto: by device and model size; 1: one at a "
@@ -281,7 +283,12 @@ def _sweep(args) -> int:
     workload = workload_from_args(args)
     engine = _engine(args, workload)
     if engine is None:
+        from nnbench.engines.local import LocalEngine
+
         set_threads(args, workload)
+        # ensembles' batched products use every core unless --threads says otherwise
+        engine = LocalEngine(progress=not args.quiet and sys.stderr.isatty(),
+                             ensemble_threads=args.threads or os.cpu_count() or 1)
     trials = args.trials if args.trials is not None else (8 if args.quick else 16)
     try:
         summaries = run_sweep(workload, args.optimizers, args.batch_sizes, trials, args.store,

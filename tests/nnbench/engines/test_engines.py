@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+import types
 
 import pytest
 
@@ -201,3 +202,21 @@ def test_task_options_are_frozen_and_picklable():
     assert pickle.loads(pickle.dumps(task)) == task
     with pytest.raises(AttributeError):
         task.index = 3
+
+
+def test_local_engine_gives_ensembles_their_threads(monkeypatch):
+    import torch
+
+    import nnbench.engines.local as local
+
+    seen = []
+    monkeypatch.setattr(local, "run_group", lambda group, **kw: seen.append((len(group), torch.get_num_threads())))
+    before = torch.get_num_threads()
+    tasks = study_tasks(_spec(), 1, range(4))
+    engine = LocalEngine(ensemble_threads=before + 1)
+    data = types.SimpleNamespace(device=torch.device("cpu"))  # the caller's data set, used as it is
+    engine.run([tasks[:3], tasks[3:]], device="cpu", data_dir=None, on_result=print, data=data)
+    assert seen == [(3, before + 1), (1, before)]  # an ensemble on its threads, a lone trial on the process's
+    assert torch.get_num_threads() == before
+    with pytest.raises(ValueError, match="ensemble_threads"):
+        LocalEngine(ensemble_threads=0)
