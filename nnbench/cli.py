@@ -118,7 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     st = sub.add_parser("status", help="summarise the studies in a store",
                         description="Per study: trials by status, steps to result (fewest steps over "
                         "COMPLETE trials), best hyperparameters, and '!name=low|high' when the best trial "
-                        "sits within 5% of a search-space boundary (widen the space).")
+                        "sits within 5% of a search-space boundary (widen the space); on a store written by 'nnbench "
+                        "protocol', each study's round (search, focus, seeds).")
     st.add_argument("--store", default=DEFAULT_STORE, help=f"SQLite file (default {DEFAULT_STORE})")
     st.add_argument("--workload", default=None, help="only this workload's studies")
     st.add_argument("--json", action="store_true", help="print JSON")
