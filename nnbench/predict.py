@@ -529,8 +529,7 @@ def predict_from_sgd(sgd_trials, optimizers: Sequence[str], *, bank: CurveBank, 
         ``nnbench.instruments.effective_power``) replacing the ``FAMILIES`` default.
       d_grid: the d values of the fit.
       n_boot, level, seed: the bootstrap (resample the SGD studies, then each one's trials or seeds,
-        refit, re-predict) and the
-        coverage of its percentile intervals.
+        refit, re-predict) and the coverage of its percentile intervals.
       measured_batch_sizes: optional {optimizer: batch sizes it was measured at} (the design, not its
         steps): the predicted curve is sampled there and fitted like the measurements (``as_measured``).
 
