@@ -2,8 +2,11 @@
 
 A sweep measures, per (optimizer, batch size) study, the steps to result of each trial (None / nan for
 a trial that never reached the target). The study's point is the fewest steps over its COMPLETE
-trials (Shallue et al. 2018, section 3). Its uncertainty here is the nonparametric bootstrap over
-trials, two-level as for nested data (Davison & Hinkley 1997, section 3.8; percentile intervals,
+trials (Shallue et al. 2018, section 3), or, for the seeds round of a measurement protocol
+(``nnbench.protocol``: the best configuration re-run with several seeds, given here as :class:`Seeds`),
+the median over the seeds (a seed that missed the target counts as beyond the budget; a median beyond
+it is no point), which separates the seed scatter from tuning luck. Its uncertainty here is the
+nonparametric bootstrap over trials (over seeds for a :class:`Seeds` point), two-level as for nested data (Davison & Hinkley 1997, section 3.8; percentile intervals,
 Efron & Tibshirani 1993, ch. 13): draw the studies (batch sizes) with replacement, then within each
 drawn study its trials with replacement (complete and not), take the minimum again, refit. The first
 level carries the scatter of the points about the curve (present even with one trial a study), the
@@ -31,24 +34,39 @@ import numpy as np
 
 import nqm
 
-__all__ = ["Trials", "study_points", "resample", "percentile_interval", "unsupported", "Interval",
+__all__ = ["Trials", "Seeds", "point_rule", "study_points", "resample", "percentile_interval", "unsupported", "Interval",
            "MeasuredCritical", "measured_critical_batch", "point_fit"]
 
-# batch size -> steps to result of each trial of that study (nan: the trial did not reach the target)
-Trials = Mapping[float, Sequence[float]]
+@dataclass(frozen=True)
+class Seeds:
+    """Steps to result of ONE configuration re-run with several seeds (nan / None: that seed missed
+    the target): the point is their median, not the fewest (a protocol's seeds round)."""
+
+    steps: tuple
+
+    def __len__(self) -> int:
+        return len(self.steps)
 
 
-def _as_trials(trials) -> list[tuple[float, np.ndarray]]:
-    """[(B, steps of each trial)] from a mapping B -> steps or from (B, steps) pairs (B may repeat)."""
+# batch size -> steps to result of each trial of that study (nan: the trial did not reach the target),
+# or :class:`Seeds` of the best configuration
+Trials = Mapping[float, "Sequence[float] | Seeds"]
+
+
+def _as_trials(trials) -> list[tuple[float, np.ndarray, bool]]:
+    """[(B, steps of each trial, median over seeds?)] from a mapping B -> steps (or :class:`Seeds`)
+    or from (B, steps) pairs (B may repeat)."""
     out = []
     for b, steps in (trials.items() if isinstance(trials, Mapping) else trials):
         b = float(b)
         if not (math.isfinite(b) and b >= 1):
             raise ValueError(f"trials: batch sizes must be finite and >= 1, got {b!r}")
-        s = np.array([math.nan if v is None else float(v) for v in np.atleast_1d(steps)], dtype=np.float64)
+        seeds = isinstance(steps, Seeds)
+        values = steps.steps if seeds else np.atleast_1d(steps)
+        s = np.array([math.nan if v is None else float(v) for v in values], dtype=np.float64)
         if np.any(s[np.isfinite(s)] <= 0):
             raise ValueError(f"trials[{b:g}]: steps to result must be > 0")
-        out.append((b, s))
+        out.append((b, s, seeds))
     return out
 
 
@@ -57,21 +75,46 @@ def _fewest(steps: np.ndarray) -> float:
     return float(ok.min()) if ok.size else math.nan
 
 
+def _median(steps: np.ndarray) -> float:
+    """Median over seeds, a missed target counting as beyond the budget (nan if the median is)."""
+    if not steps.size:
+        return math.nan
+    m = float(np.median(np.where(np.isfinite(steps), steps, math.inf)))
+    return m if math.isfinite(m) else math.nan
+
+
+def _point(steps: np.ndarray, seeds: bool) -> float:
+    return _median(steps) if seeds else _fewest(steps)
+
+
+def point_rule(steps) -> str:
+    """How the point of one study's ``steps`` (a sequence or :class:`Seeds`) is taken, in words."""
+    if isinstance(steps, Seeds):
+        return f"median over {len(steps)} seeds of the best configuration"
+    return f"fewest steps over {len(np.atleast_1d(steps))} trials"
+
+
 def study_points(trials) -> tuple[np.ndarray, np.ndarray]:
-    """(batch sizes, fewest steps over COMPLETE trials), ascending in B; studies without one left out.
+    """(batch sizes, points), ascending in B: per study the fewest steps over COMPLETE trials, or the
+    median over seeds of a :class:`Seeds` study; studies without a point are left out.
 
     ``trials``: a mapping B -> steps of each trial, or (B, steps) pairs (a resample repeats B)."""
-    pts = [(b, _fewest(s)) for b, s in _as_trials(trials) if np.any(np.isfinite(s))]
-    pts.sort()
+    pts = [(b, _point(s, seeds)) for b, s, seeds in _as_trials(trials)]
+    pts = sorted(p for p in pts if math.isfinite(p[1]))
     return np.array([p[0] for p in pts]), np.array([p[1] for p in pts])
 
 
-def resample(trials, rng: np.random.Generator) -> list[tuple[float, np.ndarray]]:
-    """Studies drawn with replacement, then each drawn study's trials with replacement (same counts)."""
-    studies = [(b, s) for b, s in _as_trials(trials) if s.size]
+def resample(trials, rng: np.random.Generator) -> list[tuple[float, object]]:
+    """Studies drawn with replacement, then each drawn study's trials (seeds, for :class:`Seeds`)
+    with replacement (same counts); a drawn :class:`Seeds` study stays one."""
+    studies = [(b, s, seeds) for b, s, seeds in _as_trials(trials) if s.size]
     drawn = rng.integers(0, len(studies), len(studies)) if studies else []
-    return [(studies[i][0], studies[i][1][rng.integers(0, studies[i][1].size, studies[i][1].size)])
-            for i in drawn]
+    out = []
+    for i in drawn:
+        b, s, seeds = studies[i]
+        r = s[rng.integers(0, s.size, s.size)]
+        out.append((b, Seeds(tuple(r)) if seeds else r))
+    return out
 
 
 def percentile_interval(samples, level: float) -> tuple[float, float]:
@@ -137,7 +180,7 @@ class MeasuredCritical:
     """B_crit, S_min, E_min fitted to one optimizer's measured points, with bootstrap intervals.
 
     Attributes:
-      batch_sizes, steps: the points (fewest steps per study); steps_interval: (n, 2) bootstrap
+      batch_sizes, steps: the points (:func:`study_points`); steps_interval: (n, 2) bootstrap
         interval of each point.
       b_crit, s_min, e_min: :class:`Interval` (None when ``refused``).
       refused: why the data do not support the fit (None if they do).
@@ -159,16 +202,18 @@ class MeasuredCritical:
 
 def measured_critical_batch(trials: Trials, *, n_boot: int = 200, level: float = 0.95,
                             seed: int = 0) -> MeasuredCritical:
-    """Fit S = S_min + E_min / B to the study points of ``trials`` and bootstrap it over trials."""
+    """Fit S = S_min + E_min / B to the study points of ``trials`` (:func:`study_points`: fewest over
+    trials, or median over :class:`Seeds`) and bootstrap it over trials (seeds)."""
     if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 0:
         raise ValueError(f"n_boot must be an integer >= 0, got {n_boot!r}")
     if not (0.0 < level < 1.0):
         raise ValueError(f"level must be in (0, 1), got {level!r}")
     B, S = study_points(trials)
     rng = np.random.default_rng(seed)
-    studies = {b: s for b, s in _as_trials(trials)}
-    # each point's own interval: its trials resampled (the point's scatter about the curve is the fit's)
-    boot_pts = np.array([[_fewest(studies[b][rng.integers(0, studies[b].size, studies[b].size)]) for b in B]
+    studies = {b: (s, seeds) for b, s, seeds in _as_trials(trials)}
+    # each point's own interval: its trials (seeds) resampled (the point's scatter about the curve is the fit's)
+    boot_pts = np.array([[_point(studies[b][0][rng.integers(0, studies[b][0].size, studies[b][0].size)],
+                                 studies[b][1]) for b in B]
                          for _ in range(n_boot)]).reshape(n_boot, B.size)
     fits = []
     for _ in range(n_boot):

@@ -120,7 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     st = sub.add_parser("status", help="summarise the studies in a store",
                         description="Per study: trials by status, steps to result (fewest steps over "
                         "COMPLETE trials), best hyperparameters, and '!name=low|high' when the best trial "
-                        "sits within 5% of a search-space boundary (widen the space).")
+                        "sits within 5% of a search-space boundary (widen the space); on a store written by 'nnbench "
+                        "protocol', each study's round (search, focus, seeds).")
     st.add_argument("--store", default=DEFAULT_STORE, help=f"SQLite file (default {DEFAULT_STORE})")
     st.add_argument("--workload", default=None, help="only this workload's studies")
     st.add_argument("--json", action="store_true", help="print JSON")
@@ -174,7 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
         "to the SGD studies ONLY (effective dimension d and a batch scale), predict every other optimizer "
         "out of sample from its NQM family (momentum / Nesterov tuned, Adam p=0.5 and K-FAC p=0.75 unless "
         "--power gives a measured one), and print per optimizer measured vs predicted B_crit, S_min, E_min "
-        "(McCandlish et al.: S = S_min + E_min / B) with bootstrap intervals (studies, then trials, resampled) "
+        "(McCandlish et al.: S = S_min + E_min / B) with bootstrap intervals (studies, then trials, resampled; "
+        "on a store written by 'nnbench protocol' each point is the median over seeds of the best "
+        "configuration, and its seeds are resampled) "
         "and the ratio predicted / measured; a measured fit the points cannot support is refused with the "
         "reason. --spectrum paper: the ASSUMED spectrum (the paper's NQM, d = 10^4) with two free scales "
         "(steps, batch size) fitted to --fit-on. Both draw compare_<workload>.png in --out.")
@@ -202,6 +205,13 @@ def build_parser() -> argparse.ArgumentParser:
                     "(default sgd; all optimizers when the store has fewer than 2 SGD points)")
     cp.add_argument("--nqm-target", type=float, default=0.01,
                     help="target risk of the NQM (default 0.01, the paper's)")
+    cp.add_argument("--diagnose", action="store_true",
+                    help="--spectrum fit: also re-run SGD's fitted configuration (at the stored batch size nearest "
+                    "SGD's measured B_crit) for --diagnose-steps steps and print lr * lambda_max at checkpoints "
+                    "beside the NQM's stability limit 2: where its fixed-Hessian assumption breaks")
+    cp.add_argument("--diagnose-steps", type=int, default=100, metavar="N",
+                    help="--diagnose: steps of the SGD run (default 100; checkpoints every N/4 steps)")
+    cp.add_argument("--data-dir", default=None, help="--diagnose: local data of a real-data workload")
     cp.add_argument("--json", action="store_true", help="print JSON")
     protocol_cli.add_parser(sub)
     return parser
@@ -407,6 +417,10 @@ def _compare(args) -> int:
     powers = _powers(args.power)
     if args.results is not None and args.spectrum == "paper":
         raise ValueError("--results writes the physical comparison (--spectrum fit)")
+    if args.diagnose and args.spectrum == "paper":
+        raise ValueError("--diagnose applies to --spectrum fit (it re-runs the SGD configuration the fit used)")
+    if args.diagnose_steps < 4:
+        raise ValueError(f"--diagnose-steps must be an integer >= 4, got {args.diagnose_steps}")
     if args.spectrum == "paper":
         result = compare(args.store, workload=args.workload, target=args.target, out_dir=args.out,
                          spectrum="paper", fit_on=fit_on, nqm_target=args.nqm_target, powers=powers)
@@ -430,7 +444,18 @@ def _compare(args) -> int:
             path = write_results(result, args.results)
             if not args.json:
                 print(f"results: {path}")
-    print(json.dumps(result.to_dict(), indent=2) if args.json else result.table())
+    out = result.to_dict()
+    if args.diagnose:
+        from nnbench.diagnostics import diagnose_store
+
+        sgd = result.measured["sgd"]
+        diagnostic = diagnose_store(args.store, workload=result.workload, target=result.target,
+                                    batch_size=None if sgd.b_crit is None else sgd.b_crit.value,
+                                    steps=args.diagnose_steps, every=args.diagnose_steps // 4,
+                                    device="auto", data_dir=args.data_dir)
+        out["sharpness_diagnostic"] = diagnostic.to_dict()
+    print(json.dumps(out, indent=2) if args.json else
+          result.table() + ("\n\n" + diagnostic.table() if args.diagnose else ""))
     return 0
 
 

@@ -1,9 +1,12 @@
 """The physical comparison of a stored sweep with the NQM: fit on SGD only, predict the rest.
 
-1. Measured (per optimizer): each study's point is its fewest steps over COMPLETE trials; B_crit,
-   S_min and E_min come from the McCandlish fit S = S_min + E_min / B
-   (``nqm.critical_batch(batch_sizes=, steps=)``), with bootstrap intervals over studies and trials,
-   or the reason the points cannot support it (``nnbench.bootstrap``).
+1. Measured (per optimizer): one point per batch size (:func:`study_trials`). On a store written by
+   ``nnbench protocol`` it is the median over seeds of the best configuration (the seeds round), so
+   tuning luck does not enter it; otherwise the fewest steps over COMPLETE trials (of the search
+   and focused rounds together, never as two points). B_crit, S_min and E_min come from the
+   McCandlish fit S = S_min + E_min / B (``nqm.critical_batch(batch_sizes=, steps=)``), with
+   bootstrap intervals over studies and trials (seeds), or the reason the points cannot support it
+   (``nnbench.bootstrap``). The SGD fit (2) uses the same points and resamples the same way.
 2. Fitted: the NQM h_i = 1/i (i = 1..d), C = H, theta_0 ~ N(0, I) at the NQM target (default 0.01),
    with no steps scale (a tuned NQM's steps are dimensionless, ``shared/spec/PREDICTION.md`` section
    1): d and a noise (batch) scale are fitted to SGD's points. Only SGD's trials are handed to the fit
@@ -28,7 +31,13 @@ from pathlib import Path
 
 import numpy as np
 
-from nnbench.bootstrap import MeasuredCritical, measured_critical_batch
+from nnbench.bootstrap import (
+    MeasuredCritical,
+    Seeds,
+    measured_critical_batch,
+    point_rule,
+    study_points,
+)
 from nnbench.compare import _select, table_footer
 from nnbench.predict import (
     D_GRID,
@@ -47,27 +56,50 @@ _LABELS = {"b_crit": "B_crit", "s_min": "S_min", "e_min": "E_min"}
 
 
 def study_trials(store_path: str | os.PathLike, *, workload: str | None = None, target: float | None = None):
-    """(workload, metric, target, {optimizer: {batch size: [steps of each trial, nan if not
-    COMPLETE]}}, missing) of a store; ``missing`` names the studies without a COMPLETE trial.
+    """(workload, metric, target, {optimizer: {batch size: steps}}, missing) of a store; ``missing``
+    names the (optimizer, B) without a point.
 
-    ``workload`` may be omitted when the store holds one; ``target`` selects among sweeps of it with
-    several targets. Two studies of one (optimizer, B) (another search space or seed): the one with
-    more trials.
+    One point per (optimizer, B), never one per study (``nnbench.protocol`` writes three studies
+    for one (optimizer, B)): where a seeds study exists, its steps as ``nnbench.bootstrap.Seeds`` (the
+    point is their median: the best configuration's steps, separately from tuning luck); otherwise
+    the steps of each trial (nan if not COMPLETE; the point is the fewest) of the study with the
+    most trials, pooled with the focused studies that name it as their parent (the protocol's search
+    rounds 1-2). Of several seeds studies, the one with the most seeds. ``workload`` may be omitted
+    when the store holds one; ``target`` selects among sweeps of it with several targets.
     """
     from nnbench.store import Status, Store
 
     workload, metric, target, sel = _select(store_path, workload, target)
     trials, missing = {}, []
     with Store(store_path, create=False) as store:
-        for s in sorted(sel, key=lambda s: (s.optimizer, s.batch_size, -s.trials_done)):
-            per = trials.setdefault(s.optimizer, {})
-            if float(s.batch_size) in per:
-                continue
-            steps = [float(t.steps_to_result) if Status(t.status) is Status.COMPLETE and t.steps_to_result
-                     else math.nan for t in store.trials(s.study_id)]
-            per[float(s.batch_size)] = steps
-            if not any(math.isfinite(v) for v in steps):
-                missing.append(f"{s.optimizer} B={s.batch_size}")
+        keys = {s.study_id: store.study(s.study_id).key for s in sel}
+        parents = {s.study_id: (store.study(s.study_id).definition.get("protocol") or {}).get("parent") for s in sel}
+
+        def steps(study_id):
+            return [float(t.steps_to_result) if Status(t.status) is Status.COMPLETE and t.steps_to_result
+                    else math.nan for t in store.trials(study_id)]
+
+        groups = {}
+        for s in sel:
+            groups.setdefault((s.optimizer, s.batch_size), []).append(s)
+
+        def most(studies):
+            return max(studies, key=lambda x: (x.trials_done, x.study_id))
+
+        for (opt, b), group in sorted(groups.items()):
+            seeds = [s for s in group if s.protocol_round == "seeds"]
+            if seeds:
+                value = Seeds(tuple(steps(most(seeds).study_id)))
+            else:
+                searches = [s for s in group if s.protocol_round != "focus"] or group
+                main = most(searches)
+                value = steps(main.study_id)
+                for s in group:
+                    if parents[s.study_id] == keys[main.study_id]:
+                        value += steps(s.study_id)
+            trials.setdefault(opt, {})[float(b)] = value
+            if not study_points({b: value})[0].size:
+                missing.append(f"{opt} B={b}" + (" (median over seeds beyond the budget)" if seeds else ""))
     return workload, metric, float(target), trials, tuple(missing)
 
 
@@ -108,6 +140,21 @@ class FitComparison:
             return None
         return self.predicted(optimizer, quantity).value / m.value
 
+    def points_rule(self) -> str:
+        """How the measured points were taken, per optimizer: "median over N seeds of the best
+        configuration" (a protocol's seeds round) or "fewest steps over N trials" (N a range when it
+        varies with B); ``nnbench.bootstrap.point_rule`` says it per point."""
+        by_rule: dict[str, list[str]] = {}
+        for o in self.measured:
+            parts = []
+            for seeds, text in ((True, "median over {} seeds of the best configuration"),
+                                (False, "fewest steps over {} trials")):
+                n = sorted({len(v) for v in self.trials[o].values() if isinstance(v, Seeds) == seeds})
+                if n:
+                    parts.append(text.format(n[0] if len(n) == 1 else f"{n[0]}-{n[-1]}"))
+            by_rule.setdefault(" and ".join(parts), []).append(o)
+        return "; ".join(f"{', '.join(opts)}: {rule}" for rule, opts in by_rule.items())
+
     def table(self) -> str:
         ph, f = self.physical, self.physical.fit
         pct = f"{100 * ph.level:g}%"
@@ -115,7 +162,8 @@ class FitComparison:
                  f"NQM target {f.target:g}",
                  f"physical fit on SGD only (no steps scale): d = {ph.d}, batch scale {ph.batch_scale}; rms "
                  f"log-residual {f.residual_rms:.3f} over {f.n_points} points; [{pct} bootstrap intervals, "
-                 f"{ph.replicates} of {ph.requested} refits]"]
+                 f"{ph.replicates} of {ph.requested} refits]",
+                 f"measured points: {self.points_rule()}"]
         head = (f"{'optimizer':<16} {'role':<10} {'NQM family':<34} {'qty':<6} {'measured':>28} "
                 f"{'predicted (same fit)':>28} {'pred/meas':>9} {'NQM exact limit':>28}")
         lines += [head, "-" * len(head)]
@@ -160,8 +208,9 @@ class FitComparison:
                 "power_source": self.power_source[o],
                 "measured": {
                     "points": [{"batch_size": float(b), "steps": float(s), "steps_low": float(lo),
-                                "steps_high": float(hi), "trials": len(self.trials[o][b]),
-                                "complete_trials": int(np.sum(np.isfinite(self.trials[o][b])))}
+                                "steps_high": float(hi), "rule": point_rule(self.trials[o][b]),
+                                "trials": len(self.trials[o][b]),
+                                "complete_trials": int(np.sum(np.isfinite(_steps(self.trials[o][b]))))}
                                for b, s, (lo, hi) in zip(m.batch_sizes, m.steps, m.steps_interval, strict=True)],
                     **{q: iv(getattr(m, q)) for q in QUANTITIES},
                     "unsupported_reason": m.refused, "mccandlish_residual_rms_log": m.residual_rms,
@@ -179,7 +228,8 @@ class FitComparison:
             "sgd_fit": {"effective_dimension_d": ph.d.to_dict(), "batch_scale": ph.batch_scale.to_dict(),
                         "residual_rms_log": f.residual_rms, "n_points": f.n_points, "d_grid": list(f.d_grid),
                         "profile_rms_log": list(f.profile), "caveat": ph.caveat},
-            "bootstrap": {"scheme": "studies, then trials within each study, drawn with replacement",
+            "bootstrap": {"scheme": "studies, then trials (seeds, for a median over seeds) within each study, "
+                                    "drawn with replacement",
                           "level": ph.level, "refits": ph.replicates, "requested": ph.requested, "seed": self.seed},
             "optimizers": opts, "missing": list(self.missing), "figure": self.figure,
         }
@@ -201,7 +251,7 @@ def compare_fit(store_path: str | os.PathLike, *, workload: str | None = None, t
         (optional) reuses computed curves across calls.
     """
     workload, metric, target, trials, missing = study_trials(store_path, workload=workload, target=target)
-    if "sgd" not in trials or not any(np.isfinite(v).any() for v in map(np.asarray, trials["sgd"].values())):
+    if "sgd" not in trials or not study_points(trials["sgd"])[0].size:
         raise ValueError(f"the physical fit needs SGD studies with COMPLETE trials (it is fitted on SGD only); "
                          f"the store's {workload!r} sweep has {', '.join(sorted(trials)) or 'none'}")
     for o in trials:
@@ -219,13 +269,18 @@ def compare_fit(store_path: str | os.PathLike, *, workload: str | None = None, t
                                 measured_batch_sizes={o: m.batch_sizes for o, m in measured.items()})
     source = {o: "given" if powers and o in powers else "default family mapping" for o in optimizers}
     result = FitComparison(workload=workload, metric=metric, target=target, physical=physical, measured=measured,
-                           trials={o: {b: np.asarray(v, float) for b, v in trials[o].items()} for o in optimizers},
+                           trials={o: {b: v if isinstance(v, Seeds) else np.asarray(v, float)
+                                       for b, v in trials[o].items()} for o in optimizers},
                            missing=missing, power_source=source, seed=seed)
     if out_dir is not None:
         path = Path(out_dir) / f"compare_{workload}.png"
         _figure(result, path)
         result = FitComparison(**{**result.__dict__, "figure": str(path)})
     return result
+
+
+def _steps(v) -> np.ndarray:
+    return np.asarray(v.steps if isinstance(v, Seeds) else v, dtype=np.float64)
 
 
 def write_results(result: FitComparison, directory: str | os.PathLike = "docs/results") -> Path:

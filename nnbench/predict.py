@@ -518,16 +518,18 @@ def predict_from_sgd(sgd_trials, optimizers: Sequence[str], *, bank: CurveBank, 
     """Fit (d, batch_scale) on SGD's trials alone and predict ``optimizers`` out of sample.
 
     Args:
-      sgd_trials: batch size -> steps to result of each SGD trial (nan / None: not COMPLETE); the
-        only data this function sees, so no other optimizer's measurement can enter the fit.
+      sgd_trials: batch size -> steps to result of each SGD trial (nan / None: not COMPLETE; the
+        point is the fewest), or ``nnbench.bootstrap.Seeds`` of the best configuration (the point is
+        the median over seeds, and the bootstrap resamples the seeds); the only data this function
+        sees, so no other optimizer's measurement can enter the fit.
       optimizers: names whose curves to predict (``FAMILIES``; "sgd" gives the fitted curve).
       bank: the :class:`CurveBank` (NQM target, binning; caches curves across calls).
       batch_sizes: grid of the predicted steps curves (and bands).
       powers: optional {optimizer: preconditioner power} (e.g. measured with
         ``nnbench.instruments.effective_power``) replacing the ``FAMILIES`` default.
       d_grid: the d values of the fit.
-      n_boot, level, seed: the bootstrap (resample each SGD study's trials, refit, re-predict) and the
-        coverage of its percentile intervals.
+      n_boot, level, seed: the bootstrap (resample the SGD studies, then each one's trials or seeds,
+        refit, re-predict) and the coverage of its percentile intervals.
       measured_batch_sizes: optional {optimizer: batch sizes it was measured at} (the design, not its
         steps): the predicted curve is sampled there and fitted like the measurements (``as_measured``).
 

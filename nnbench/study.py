@@ -37,6 +37,7 @@ __all__ = [
     "best_trial",
     "summarize",
     "summarize_store",
+    "protocol_rounds",
     "study_tasks",
     "run_study",
     "run_sweep",
@@ -113,6 +114,8 @@ class StudySummary:
         edges: searched hyperparameters of the best trial at a boundary, ``{name: "low"|"high"}``.
         failures: trials that failed and are still unfinished, ``{index: latest error}`` (a re-run
             tries them again).
+        protocol_round: the study's round in a measurement protocol (``nnbench.protocol``): "search",
+            "focus" or "seeds"; None for a study outside one (see :func:`protocol_rounds`).
     """
 
     study_id: int
@@ -130,6 +133,7 @@ class StudySummary:
     best_hparams: Mapping[str, float] | None
     edges: Mapping[str, str] = field(default_factory=dict)
     failures: Mapping[int, str] = field(default_factory=dict)
+    protocol_round: str | None = None
 
     @property
     def trials_done(self) -> int:
@@ -144,8 +148,20 @@ def best_trial(trials: Iterable[TrialResult]) -> TrialResult | None:
     return min(complete, key=lambda t: (t.steps_to_result, t.index))
 
 
-def summarize(store: Store, study: StudyRecord | int, *, tol: float = EDGE_TOL) -> StudySummary:
-    """The :class:`StudySummary` of a stored study (by record or id)."""
+def protocol_rounds(records: Sequence[StudyRecord]) -> dict[int, str | None]:
+    """Study id -> its measurement-protocol round among ``records``: the round its definition records
+    ("focus", "seeds"), "search" for an untagged study that a focused or seeds study of ``records``
+    names as its parent or source (round 1 is an ordinary sweep study), None otherwise."""
+    tags = {r.id: r.definition.get("protocol") or {} for r in records}
+    parents = {t.get("parent") for t in tags.values()} | {(t.get("source") or {}).get("study")
+                                                          for t in tags.values()}
+    return {r.id: tags[r.id].get("round") or ("search" if r.key in parents else None) for r in records}
+
+
+def summarize(store: Store, study: StudyRecord | int, *, tol: float = EDGE_TOL,
+              protocol_round: str | None = None) -> StudySummary:
+    """The :class:`StudySummary` of a stored study (by record or id); ``protocol_round`` overrides the
+    round its definition records (a round-1 study records none: :func:`protocol_rounds` finds it)."""
     if isinstance(study, int):
         study = store.study(study)
     trials = store.trials(study.id)
@@ -174,13 +190,16 @@ def summarize(store: Store, study: StudyRecord | int, *, tol: float = EDGE_TOL) 
         best_hparams=None if best is None else dict(best.hparams),
         edges=edges,
         failures=dict(sorted(failures.items())),
+        protocol_round=protocol_round or (study.definition.get("protocol") or {}).get("round"),
     )
 
 
 def summarize_store(path: str | os.PathLike, *, tol: float = EDGE_TOL) -> list[StudySummary]:
     """Summaries of every study in the store at ``path`` (FileNotFoundError if it does not exist)."""
     with Store(path, create=False) as store:
-        return [summarize(store, s, tol=tol) for s in store.studies()]
+        records = store.studies()
+        rounds = protocol_rounds(records)
+        return [summarize(store, s, tol=tol, protocol_round=rounds[s.id]) for s in records]
 
 
 def study_tasks(spec: StudySpec, study_id: int, indices: Iterable[int],
@@ -453,8 +472,12 @@ def _fmt(v: float) -> str:
 
 def format_table(summaries: Sequence[StudySummary]) -> str:
     """A plain-text table: per study the trials by status, steps to result, best hyperparameters and
-    edge flags (``!lr=high``: the best lr is at the top of its range)."""
+    edge flags (``!lr=high``: the best lr is at the top of its range); with a "round" column (search,
+    focus, seeds) when a study belongs to a measurement protocol."""
     header = ["workload", "optimizer", "batch", "trials C/I/X", "steps_to_result", "best hparams", "edge"]
+    protocol = any(s.protocol_round for s in summaries)
+    if protocol:
+        header.insert(3, "round")
     rows = [header]
     for s in summaries:
         c = s.counts
@@ -464,7 +487,10 @@ def format_table(summaries: Sequence[StudySummary]) -> str:
         if s.failures:
             trials += f" ({len(s.failures)} failed)"
         steps = "-" if s.steps_to_result is None else str(s.steps_to_result)
-        rows.append([s.workload, s.optimizer, str(s.batch_size), trials, steps, best, edges])
+        row = [s.workload, s.optimizer, str(s.batch_size), trials, steps, best, edges]
+        if protocol:
+            row.insert(3, s.protocol_round or "-")
+        rows.append(row)
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))

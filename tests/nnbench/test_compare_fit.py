@@ -9,6 +9,7 @@ import re
 import numpy as np
 import pytest
 
+from nnbench.bootstrap import Seeds, study_points
 from nnbench.cli import main
 from nnbench.compare import compare
 from nnbench.compare_fit import compare_fit, study_trials, write_results
@@ -168,3 +169,94 @@ def test_cli_physical_compare(tmp_path, capsys):
     assert "--power: expected NAME=P" in capsys.readouterr().err
     assert main(argv[:-2] + ["--fit-on", "all"]) == 2
     assert "--fit-on applies to --spectrum paper" in capsys.readouterr().err
+
+
+def write_protocol_store(path, bank, *, optimizers=("sgd", "momentum"), seeds=5, with_seeds=True, seed=0):
+    """A store as ``nnbench protocol`` writes it: per (optimizer, B) a search study (untagged), a focused
+    study naming it as parent and, with ``with_seeds``, a seeds study. The searches' best trials are
+    lucky (the tuned steps / 3 and / 4), the seeds scatter about the tuned steps; returns
+    {(optimizer, B): (seed steps, fewest over the searches)}."""
+    rng = np.random.default_rng(seed)
+    truth = {}
+
+    def study(store, opt, b, steps, protocol=None):
+        definition = {"workload": "nqm_toy", "optimizer": opt, "batch_size": b, "metric": "risk", "target": 0.5,
+                      "direction": "min", "max_steps": 10**7, "seed": 0,
+                      "search_space": {"params": [{"name": "lr", "low": 1e-3, "high": 10.0, "scale": "log"}],
+                                       "fixed": {}}, **({"protocol": protocol} if protocol else {})}
+        rec = store.ensure_study(definition, len(steps))
+        for i, s in enumerate(steps):
+            done = s is not None
+            store.write_trial(rec.id, TrialResult(
+                index=i, status=Status.COMPLETE if done else Status.INCOMPLETE, hparams={"lr": 0.1},
+                steps_to_result=s, steps_run=s or 10**7, final_metric=0.4, best_metric=0.4, wall_time=0.1,
+                device="cpu", seed=i))
+        return rec
+
+    with Store(path) as store:
+        for opt in optimizers:
+            for b in BATCHES:
+                base = true_steps(bank, opt, b)
+                search = study(store, opt, b, [max(1, round(base / 3)), round(5 * base), None])
+                study(store, opt, b, [round(3 * base), max(1, round(base / 4))],
+                      {"round": "focus", "parent": search.key, "widened": {}})
+                s = [max(1, round(base * math.exp(rng.normal(0.0, 0.05)))) for _ in range(seeds - 1)] + [None]
+                if with_seeds:
+                    study(store, opt, b, s, {"round": "seeds", "source": {"study": search.key, "trial": 0}})
+                truth[(opt, float(b))] = (s, max(1, round(base / 4)))
+    return truth
+
+
+def test_protocol_store_points_are_medians_over_seeds(tmp_path, bank):
+    store = tmp_path / "p.sqlite"
+    truth = write_protocol_store(store, bank)
+    _, _, _, trials, missing = study_trials(store)
+    assert missing == () and sorted(trials) == ["momentum", "sgd"]
+    for opt in trials:
+        assert sorted(trials[opt]) == [float(b) for b in BATCHES]     # one point per B, not one per study
+        assert all(isinstance(v, Seeds) and len(v) == 5 for v in trials[opt].values())
+    r = compare_fit(store, out_dir=None, d_grid=GRID, bank=bank, n_boot=30, seed=2)
+    for opt in ("sgd", "momentum"):
+        m = r.measured[opt]
+        # the median of 5 seeds, one of which missed the target (beyond the budget): the 3rd of the 4 + inf
+        want = [sorted(truth[(opt, b)][0][:-1])[2] for b in m.batch_sizes]
+        np.testing.assert_array_equal(m.steps, want)
+        assert np.all(m.steps_interval[:, 0] <= m.steps) and np.all(m.steps <= m.steps_interval[:, 1])
+        assert 0.5 < r.ratio(opt, "b_crit") < 2.0
+    # the fit sees the seed medians (the tuned steps), so it recovers the true spectrum, not a lucky one
+    assert r.physical.fit.d in (51, 64, 81)
+    assert "measured points: sgd, momentum: median over 5 seeds of the best configuration" in r.table()
+    point = r.to_dict()["optimizers"]["sgd"]["measured"]["points"][0]
+    assert point["rule"] == "median over 5 seeds of the best configuration" and point["complete_trials"] == 4
+    # a seed median beyond the budget is no point, and says why
+    b = BATCHES[0]
+    v = trials["sgd"][float(b)]
+    assert not study_points({b: Seeds((v.steps[0], None, None))})[0].size
+
+
+def test_protocol_store_without_seeds_pools_the_search_rounds(tmp_path, bank):
+    store = tmp_path / "p.sqlite"
+    truth = write_protocol_store(store, bank, optimizers=("sgd",), with_seeds=False)
+    _, _, _, trials, _ = study_trials(store)
+    assert sorted(trials["sgd"]) == [float(b) for b in BATCHES] and len(trials["sgd"][8.0]) == 5
+    r = compare_fit(store, out_dir=None, d_grid=d_grid(4, 128), bank=bank, n_boot=5)
+    # the lucky minima (4x fewer steps than tuned) pass for an easier spectrum: what seeds avoid
+    assert r.physical.fit.d < D_TRUE
+    np.testing.assert_array_equal(r.measured["sgd"].steps, [truth[("sgd", b)][1] for b in r.measured["sgd"].batch_sizes])
+    assert "measured points: sgd: fewest steps over 5 trials" in r.table()
+
+
+def test_status_shows_protocol_rounds(tmp_path, bank, capsys):
+    store = tmp_path / "p.sqlite"
+    write_protocol_store(store, bank, optimizers=("sgd",))
+    assert main(["status", "--store", str(store)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[3] == "round"
+    assert [line.split()[3] for line in lines[2:5]] == ["search", "focus", "seeds"]
+    assert main(["status", "--store", str(store), "--json"]) == 0
+    rounds = [s["protocol_round"] for s in json.loads(capsys.readouterr().out)]
+    assert rounds[:3] == ["search", "focus", "seeds"]
+    plain = tmp_path / "s.sqlite"
+    write_store(plain, bank, optimizers=("sgd",), trials=1, batches=BATCHES[:2])
+    assert main(["status", "--store", str(plain)]) == 0
+    assert "round" not in capsys.readouterr().out.splitlines()[0]
