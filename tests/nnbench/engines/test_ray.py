@@ -124,6 +124,10 @@ def test_ray_sweep_runs_the_same_trials_as_the_local_engine(ray_address, tmp_pat
                     return [m for m in t.measurements if not m.name.endswith("_time")]
 
                 assert values(tx) == values(ty) and values(tx)
+    # ensembles of 4 shipped as one Ray task each: the same outcomes (values up to rounding)
+    grouped = run_sweep(w, ["sgd"], [8, 32], 4, tmp_path / "ens.sqlite", engine=RayEngine(), ensemble=4, **common)
+    for a, b in zip(local, grouped, strict=True):
+        assert (a.steps_to_result, a.best_index, a.counts) == (b.steps_to_result, b.best_index, b.counts)
 
 
 def test_a_killed_worker_costs_only_its_trial_which_is_retried(ray_address, tmp_path):
@@ -180,7 +184,7 @@ def test_a_killed_driver_resumes(ray_address, tmp_path):
     cmd = [sys.executable, "-m", "nnbench", "sweep", "--engine", "ray", "--address", ray_address,
            "--workload", "teacher_fc", "--quick", "--optimizers", "sgd", "--batch-sizes", "16",
            "--trials", "4", "--max-steps", "1500", "--eval-every", "100", "--target", "0.999", "--device", "cpu",
-           "--quiet", "--store", store]
+           "--quiet", "--ensemble", "1", "--store", store]  # one trial a task: stored one by one
     sigkill_after_first_trial(cmd, store, timeout=90)
     before = _rows(store)
     assert 1 <= len(before) < 4
