@@ -218,15 +218,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _ensemble_arg(text: str) -> int | str:
+    """An argparse type: ``auto`` or an integer >= 1 (``--ensemble``)."""
     if text == "auto":
         return text
     try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer or 'auto', got {text!r}")
-    return value
+        return _positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or 'auto', got {text!r}") from None
 
 
 def _summary_dict(s) -> dict:
