@@ -135,5 +135,7 @@ def test_protocol_bad_arguments(tmp_path):
         run_protocol(tiny_teacher(), ["sgd"], [8], tmp_path / "x.sqlite", seeds=1)
     with pytest.raises(ValueError, match="first_round"):
         run_protocol(tiny_teacher(), ["sgd"], [8], tmp_path / "x.sqlite", first_round=0)
+    with pytest.raises(ValueError, match="confidence"):
+        run_protocol(tiny_teacher(), ["sgd"], [8], tmp_path / "x.sqlite", confidence=1.5)
     with pytest.raises(ValueError, match="unknown optimizer"):
         run_protocol(tiny_teacher(), ["sgdd"], [8], tmp_path / "x.sqlite")
