@@ -256,6 +256,8 @@ def run_protocol(
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
     if seeds == 1:
         raise ValueError("seeds must be 0 (no seed round) or at least 2 (a median needs an interval)")
+    if not (isinstance(confidence, float) and 0 < confidence < 1):
+        raise ValueError(f"confidence must be a float in (0, 1), got {confidence!r}")
     search_spaces = dict(search_spaces or {})
     run = dict(store_path=store_path, device=device, progress=progress, data_dir=data_dir)
 

@@ -156,8 +156,8 @@ def is_eval_step(workload: Workload, step: int) -> bool:
     (:func:`geometric_grid`). Consecutive evaluations thus satisfy ``n_{j+1} - 1 <= n_j (1 + r)``: a
     first crossing of the target at step ``s`` in ``(n_j, n_{j+1}]`` is reported as
     ``n_{j+1} < s (1 + r)``, within a factor ``1 + r`` at every batch size; and ``n_j >= 32 (1 + r)^j``,
-    so a budget of ``N`` steps has at most ``34 + log(N / 32) / log(1 + r)`` evaluations (about 210 for
-    N = 6,000, r = 3%).
+    so a budget of ``N`` steps has at most ``34 + log(N / 32) / log(1 + r)`` evaluations (211 for
+    N = 6,000, r = 3%: 196 in fact).
     """
     if step == workload.max_steps:
         return True

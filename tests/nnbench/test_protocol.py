@@ -11,6 +11,7 @@ import nnbench.trial
 from nnbench.protocol import format_protocol, median_interval, run_protocol
 from nnbench.search import Param, QuasiRandomSearch, SearchSpace
 from nnbench.store import Measurement, Status, Store, TrialResult
+from nnbench.study import StudySpec
 from nnbench.trial import trial_seed
 from tests.nnbench.tiny import tiny_teacher
 
@@ -58,7 +59,11 @@ def test_edge_best_widens_and_is_recorded(tmp_path):
     db.close()
     focus = [d for d in rows.values() if d.get("protocol", {}).get("round") == "focus"]
     assert len(focus) == 1 and focus[0]["protocol"]["widened"] == {"lr": "high"}
-    assert rows[focus[0]["protocol"]["parent"]]["search_space"] == SPACE["sgd"].to_dict()
+    parent = rows[focus[0]["protocol"]["parent"]]
+    assert parent["search_space"] == SPACE["sgd"].to_dict()
+    # round 1 is an ordinary study: the one `run_sweep` stores for the same workload and space
+    ordinary = StudySpec(w.replace(eval_grid="geometric"), "sgd", 64, SPACE["sgd"], 32).definition()
+    assert "protocol" not in parent and parent == ordinary
     (lr,) = focus[0]["search_space"]["params"]
     assert 1.0 < lr["high"] and lr["low"] > 0.01  # beyond the edge, focused at the low end
     # the seeds round re-runs the best configuration, all hyperparameters fixed, 6 seeds
@@ -135,5 +140,7 @@ def test_protocol_bad_arguments(tmp_path):
         run_protocol(tiny_teacher(), ["sgd"], [8], tmp_path / "x.sqlite", seeds=1)
     with pytest.raises(ValueError, match="first_round"):
         run_protocol(tiny_teacher(), ["sgd"], [8], tmp_path / "x.sqlite", first_round=0)
+    with pytest.raises(ValueError, match="confidence"):
+        run_protocol(tiny_teacher(), ["sgd"], [8], tmp_path / "x.sqlite", confidence=1.5)
     with pytest.raises(ValueError, match="unknown optimizer"):
         run_protocol(tiny_teacher(), ["sgdd"], [8], tmp_path / "x.sqlite")
