@@ -37,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import timeit
 from pathlib import Path
 
 import numpy as np
@@ -55,12 +56,9 @@ def _load() -> float:
 
 def _timed(fn, repeats: int):
     """Median wall time of ``repeats`` calls of fn() and the last result."""
-    times, out = [], None
-    for _ in range(repeats):
-        t = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times), out
+    results = []
+    times = timeit.repeat(lambda: results.append(fn()), number=1, repeat=repeats)
+    return statistics.median(times), results[-1]
 
 
 # ------------------------------------------------------------------- the replaced code paths
