@@ -93,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="torch CPU threads (default: the workload's choice for one trial at a time, 1 for "
                     "teacher_fc, else torch's default; every core while an ensemble trains): a small model "
                     "alone runs fastest on 1, especially on a busy machine")
-    sw.add_argument("--ensemble", type=_ensemble_arg, default="auto", metavar="N|auto",
+    sw.add_argument("--ensemble", type=ensemble_arg, default="auto", metavar="N|auto",
                     help="trials of a study trained at once as one batched ensemble, each with its own "
                     "batches, initialisation and result (default auto: by device and model size; 1: one at a "
                     "time). K-FAC and models with batch norm always run one at a time")
@@ -217,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _ensemble_arg(text: str) -> int | str:
+def ensemble_arg(text: str) -> int | str:
     """An argparse type: ``auto`` or an integer >= 1 (``--ensemble``)."""
     if text == "auto":
         return text

@@ -223,6 +223,8 @@ def run_protocol(
     device="auto",
     progress: bool = True,
     data_dir: str | None = None,
+    ensemble: int | str = 1,
+    engine=None,
     runner: Callable[..., list[StudySummary]] = run_specs,
 ) -> list[ProtocolSummary]:
     """Run (or resume) the three rounds for every (optimizer, batch size) and summarise them.
@@ -242,6 +244,8 @@ def run_protocol(
         quick: the workload's ``--quick`` variant.
         search_spaces: per optimizer, round 1's space (default: the workload's).
         device, progress, data_dir: as for ``run_sweep``.
+        ensemble, engine: how each round's trials run (as for ``run_sweep``: batched ensembles, the
+            local or the Ray engine).
         runner: runs a list of ``StudySpec`` into the store (``run_specs``'s signature).
 
     Returns:
@@ -260,6 +264,8 @@ def run_protocol(
         raise ValueError(f"confidence must be a float in (0, 1), got {confidence!r}")
     search_spaces = dict(search_spaces or {})
     run = dict(store_path=store_path, device=device, progress=progress, data_dir=data_dir)
+    if ensemble != 1 or engine is not None:  # a runner given by a test need not take them
+        run.update(ensemble=ensemble, engine=engine)
 
     first = [StudySpec(workload, opt, b, search_spaces.get(opt) or workload.search_space(opt), first_round, seed)
              for opt in optimizers for b in batch_sizes]

@@ -12,12 +12,15 @@ share of time spent evaluating. Re-running the command resumes it.
 from __future__ import annotations
 
 import json
+import os
+import sys
 
 __all__ = ["add_parser", "command"]
 
 
 def add_parser(sub) -> None:
     """Add the ``protocol`` subcommand to ``sub`` (an argparse subparsers object)."""
+    from nnbench.cli import ensemble_arg  # here: nnbench.cli imports this module
     from nnbench.workloads import WORKLOADS
 
     p = sub.add_parser(
@@ -51,6 +54,9 @@ def add_parser(sub) -> None:
     p.add_argument("--target", type=float, default=None, help="override the workload's target metric value")
     p.add_argument("--max-steps", type=int, default=None, help="override the workload's step budget per trial")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: the workload's choice)")
+    p.add_argument("--ensemble", type=ensemble_arg, default="auto", metavar="N|auto",
+                   help="trials of a study trained at once as one batched ensemble (default auto; 1: one at a "
+                   "time), as for nnbench sweep")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--json", action="store_true", help="print the per-study results as JSON")
 
@@ -58,6 +64,7 @@ def add_parser(sub) -> None:
 def command(args) -> int:
     """Run ``nnbench protocol`` with parsed ``args``; returns the exit status."""
     from nnbench.cli import set_threads, workload_from_args
+    from nnbench.engines.local import LocalEngine
     from nnbench.protocol import format_protocol, run_protocol
 
     workload = workload_from_args(args)
@@ -73,7 +80,9 @@ def command(args) -> int:
         workload, args.optimizers, args.batch_sizes, args.store, first_round=args.first_round,
         focus_round=args.focus_round, seeds=args.seeds, top_k=args.top_k, eval_grid=args.eval_grid,
         eval_rel_step=args.eval_rel_step, seed=args.seed, device=args.device, progress=not args.quiet,
-        data_dir=args.data_dir,
+        data_dir=args.data_dir, ensemble=args.ensemble,
+        engine=LocalEngine(progress=not args.quiet and sys.stderr.isatty(),
+                           ensemble_threads=args.threads or os.cpu_count() or 1),
     )
     if args.json:
         print(json.dumps([s.to_dict() for s in summaries], indent=2))
