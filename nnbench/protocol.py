@@ -221,7 +221,7 @@ def run_protocol(
     quick: bool = False,
     search_spaces: Mapping[str, SearchSpace] | None = None,
     device="auto",
-    progress: bool = True,
+    progress: bool | None = None,
     data_dir: str | None = None,
     ensemble: int | str = 1,
     engine=None,

@@ -79,8 +79,8 @@ def command(args) -> int:
     summaries = run_protocol(
         workload, args.optimizers, args.batch_sizes, args.store, first_round=args.first_round,
         focus_round=args.focus_round, seeds=args.seeds, top_k=args.top_k, eval_grid=args.eval_grid,
-        eval_rel_step=args.eval_rel_step, seed=args.seed, device=args.device, progress=not args.quiet,
-        data_dir=args.data_dir, ensemble=args.ensemble,
+        eval_rel_step=args.eval_rel_step, seed=args.seed, device=args.device,
+        progress=False if args.quiet else None, data_dir=args.data_dir, ensemble=args.ensemble,
         engine=LocalEngine(progress=not args.quiet and sys.stderr.isatty(),
                            ensemble_threads=args.threads or os.cpu_count() or 1),
     )

@@ -197,3 +197,7 @@ def test_protocol_command(tmp_path, capsys):
     assert "geometric grid" in capsys.readouterr().out
     assert main(argv[:-2] + ["--store", store, "--seeds", "1"]) == 2
     assert "--seeds" in capsys.readouterr().err
+    # without --quiet, off a terminal: a line per finished study on stderr, no progress bar
+    assert main([a for a in argv if a != "--quiet"][:-2] + ["--store", str(tmp_path / "q.sqlite")]) == 0
+    err = capsys.readouterr().err
+    assert "%|" not in err and "teacher_fc sgd B=256:" in err
