@@ -5,23 +5,27 @@ and docs/figures/compare_linear_ls.png.
     python benchmarks/bench_compare_linear_ls.py                 # sweep (resumable store) + comparison
     python benchmarks/bench_compare_linear_ls.py --compare-only  # comparison of an existing store
 
-The search spaces are wider than the workload's defaults where the NQM's tuned optimum lies at or past
-their edge (SGD's and momentum's lr near the stability limit 2 / h_max = 32 at large B, Adam's lr above
-0.1); Adam searches lr, beta1 and beta2 at eps = 1e-8. Trials: SGD 10 (one searched hyperparameter),
-momentum and Adam 16.
+The points are measured with ``nnbench.protocol`` (per optimizer and batch size: a 12-trial
+quasi-random search, an 8-trial focused search, the best configuration re-run with 6 seeds; each point
+is the median over the seeds), trials as batched ensembles on every core. The search spaces are wider
+than the workload's defaults where the NQM's tuned optimum lies at or past their edge (SGD's and
+momentum's lr near the stability limit 2 / h_max = 32 at large B, Adam's lr above 0.1); Adam searches
+lr, beta1 and beta2 at eps = 1e-8.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
 import torch
 
 from nnbench.compare_fit import compare_fit, write_results
+from nnbench.engines.local import LocalEngine
+from nnbench.protocol import format_protocol, run_protocol
 from nnbench.search import SearchSpace
-from nnbench.study import run_sweep
 from nnbench.workloads import get_workload
 
 SPACES = {
@@ -33,12 +37,11 @@ SPACES = {
                         {"name": "beta2", "low": 0.9, "high": 0.9999, "scale": "reverse_log"}],
              "fixed": {"eps": 1e-8}},
 }
-TRIALS = {"sgd": 10, "momentum": 16, "adam": 16}
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--store", default="runs/compare_linear_ls.sqlite", help="SQLite store (resumed)")
+    ap.add_argument("--store", default="runs/compare_linear_ls_protocol.sqlite", help="SQLite store (resumed)")
     ap.add_argument("--batch-sizes", type=int, nargs="+", default=[8, 32, 128, 512, 2048, 8192])
     ap.add_argument("--max-steps", type=int, default=3000, help="step budget per trial (default 3000)")
     ap.add_argument("--bootstrap", type=int, default=200, help="bootstrap refits (default 200)")
@@ -52,9 +55,12 @@ def main(argv=None) -> int:
     workload = get_workload("linear_ls").replace(max_steps=args.max_steps)
     t0 = time.perf_counter()
     if not args.compare_only:
-        for opt, space in SPACES.items():
-            run_sweep(workload, [opt], args.batch_sizes, TRIALS[opt], args.store, device="cpu",
-                      progress=not args.quiet, search_spaces={opt: SearchSpace.from_dict(space)})
+        summaries = run_protocol(
+            workload, list(SPACES), args.batch_sizes, args.store, first_round=12, focus_round=8, seeds=6,
+            device="cpu", progress=False if args.quiet else None, ensemble="auto",
+            engine=LocalEngine(ensemble_threads=os.cpu_count() or 1),
+            search_spaces={opt: SearchSpace.from_dict(space) for opt, space in SPACES.items()})
+        print(format_protocol(summaries))
     sweep_s = time.perf_counter() - t0
     powers = {k: float(v) for k, v in (item.split("=") for item in args.power)}
     t1 = time.perf_counter()
@@ -62,7 +68,7 @@ def main(argv=None) -> int:
     compare_s = time.perf_counter() - t1
     path = write_results(r, args.results)
     print(r.table())
-    print(f"sweep {sweep_s:.0f} s, comparison {compare_s:.0f} s (1 torch thread); results: {path}")
+    print(f"protocol {sweep_s:.0f} s, comparison {compare_s:.0f} s; results: {path}")
     return 0
 
 
