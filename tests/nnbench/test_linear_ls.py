@@ -174,4 +174,4 @@ def test_nnbench_reproduces_the_nqm_on_linear_least_squares():
         assert row.exact >= 0.999 * row.predicted, r.table()
     for opt in ("sgd", "momentum"):
         assert abs(r.bcrit_rel_error(opt)) <= 0.20, r.table()
-        assert 30 < r.bcrit_measured[opt] < 1000
+        assert r.bcrit_measured[opt] > 30 and r.bcrit_measured[opt] < 1000

@@ -65,7 +65,7 @@ def test_edge_best_widens_and_is_recorded(tmp_path):
     ordinary = StudySpec(w.replace(eval_grid="geometric"), "sgd", 64, SPACE["sgd"], 32).definition()
     assert "protocol" not in parent and parent == ordinary
     (lr,) = focus[0]["search_space"]["params"]
-    assert 1.0 < lr["high"] and lr["low"] > 0.01  # beyond the edge, focused at the low end
+    assert lr["high"] > 1.0 and lr["low"] > 0.01  # beyond the edge, focused at the low end
     # the seeds round re-runs the best configuration, all hyperparameters fixed, 6 seeds
     seeds = [d for d in rows.values() if d.get("protocol", {}).get("round") == "seeds"]
     assert seeds[0]["search_space"] == {"params": [], "fixed": {"lr": s.best_hparams["lr"]}}
@@ -129,7 +129,7 @@ def test_real_protocol_resumes_without_repeating(tmp_path, monkeypatch):
     assert len(set(seeds)) == 3 and not set(seeds) & {seed for seed, _ in calls[:5]}
     assert all(hp == s.best_hparams for _, hp in calls[5:])
     assert s.seed_steps.n == 3 and s.seed_steps.coverage == 0.75 and "covers only 75%" in s.notes[0]
-    assert 0 < s.eval_fraction < 1
+    assert s.eval_fraction > 0 and s.eval_fraction < 1
     assert "sgd" in format_protocol([s])
     again = run_protocol(w, ["sgd"], [128], path, **kw)
     assert len(calls) == 8 and [x.to_dict() for x in again] == [s.to_dict()]

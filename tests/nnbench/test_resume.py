@@ -45,7 +45,7 @@ def test_sigkill_then_resume(tmp_path, args, studies, per_study):
     cmd = [sys.executable, *args, "--store", store]
     sigkill_after_first_trial(cmd, store)
     killed_trials, killed_meas = _rows(store)
-    assert 0 < len(killed_trials) < expected, "the kill should land mid-sweep"
+    assert len(killed_trials) in range(1, expected), "the kill should land mid-sweep"
     # a trial is atomic: no measurements without their trial row (the one killed mid-run left nothing)
     assert set(killed_meas) == {(s, i) for s, i, *_ in killed_trials}
 

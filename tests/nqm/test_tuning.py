@@ -45,7 +45,7 @@ def test_tuned_momentum_beats_the_notebook_grid(B):
     best_lr = lrs[np.argmin(np.abs(np.log(lrs / r.lr)))]
     near = lrs[max(0, np.searchsorted(lrs, best_lr) - 12):np.searchsorted(lrs, best_lr) + 12]
     assert r.steps <= _grid_best(PAPER, B, near, betas)
-    assert 0 < r.momentum < 1 and r.tuned == ("lr", "momentum")
+    assert r.momentum > 0 and r.momentum < 1 and r.tuned == ("lr", "momentum")
 
 
 def test_power_tuning_prefers_preconditioning_at_large_batch():

@@ -132,7 +132,7 @@ def test_failed_trials_are_recorded_unfinished_and_retried(tmp_path):
                   instruments=[fails_when_first_weight_positive], instrument_every=1000)
     first = run_sweep(QUICK, ["sgd"], [8], 6, path, **kwargs)[0]
     failed = set(first.failures)
-    assert 0 < len(failed) < 6, "the instrument should fail some trials, not all"
+    assert len(failed) in range(1, 6), "the instrument should fail some trials, not all"
     assert all("RuntimeError: instrument refused a positive first weight" in e for e in first.failures.values())
     assert first.trials_done == 6 - len(failed)
     again = run_sweep(QUICK, ["sgd"], [8], 6, path, **kwargs)[0]  # the failed ones (only) run again
