@@ -547,7 +547,10 @@ def predict_from_sgd(sgd_trials, optimizers: Sequence[str], *, bank: CurveBank, 
 
     B, S = study_points(sgd_trials)
     reason = unsupported(B, S) if B.size >= 3 else f"only {B.size} SGD batch size(s) with a COMPLETE trial"
-    if reason is not None and ("do not fall" in reason or reason.startswith("only")):
+    # nqm.fit's refusals of rising or flat points and of too few batch sizes leave nothing to fit;
+    # the other reasons (B_crit beyond the measured range) are caveats of the measured side only
+    if reason is not None and ("do not decrease" in reason or "at least 3 distinct" in reason
+                               or reason.startswith("only")):
         raise ValueError(f"SGD points cannot support the physical fit: {reason}")
     families = {o: _family(o, powers) for o in optimizers}
     grid_b = np.asarray(batch_sizes, dtype=np.float64)

@@ -56,7 +56,7 @@ def test_percentile_interval():
 def test_unsupported_reasons():
     assert unsupported(B, [hyperbola(b) for b in B]) is None
     assert "3" in unsupported(B[:2], [5, 4])
-    assert "do not fall" in unsupported(B, [10 * b**0.2 for b in B])
+    assert "do not decrease" in unsupported(B, [10 * b**0.2 for b in B])
     small = B[:3]
     assert "beyond the largest batch measured" in unsupported(small, [hyperbola(b) for b in small])
     big = [2e4, 5e4, 1e5]

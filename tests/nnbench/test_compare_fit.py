@@ -118,7 +118,7 @@ def test_fit_sees_sgd_only(tmp_path, bank):
 def test_unsupported_data_are_refused(tmp_path, bank):
     rising = tmp_path / "rising.sqlite"
     write_store(rising, bank, optimizers=("sgd",), steps_fn=lambda bank, opt, b: 10.0 * b ** 0.3)
-    with pytest.raises(ValueError, match="cannot support the physical fit: steps do not fall"):
+    with pytest.raises(ValueError, match="cannot support the physical fit: steps do not decrease"):
         compare_fit(rising, out_dir=None, d_grid=GRID, bank=bank, n_boot=5)
     # momentum measured only at small B: its plateau is never reached, its B_crit is refused
     store = tmp_path / "s.sqlite"
