@@ -263,9 +263,8 @@ def run_protocol(
     if not (isinstance(confidence, float) and 0 < confidence < 1):
         raise ValueError(f"confidence must be a float in (0, 1), got {confidence!r}")
     search_spaces = dict(search_spaces or {})
-    run = dict(store_path=store_path, device=device, progress=progress, data_dir=data_dir)
-    if ensemble != 1 or engine is not None:  # a runner given by a test need not take them
-        run.update(ensemble=ensemble, engine=engine)
+    run = dict(store_path=store_path, device=device, progress=progress, data_dir=data_dir, ensemble=ensemble,
+               engine=engine)
 
     first = [StudySpec(workload, opt, b, search_spaces.get(opt) or workload.search_space(opt), first_round, seed)
              for opt in optimizers for b in batch_sizes]
