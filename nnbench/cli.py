@@ -260,6 +260,16 @@ def set_threads(args, workload) -> None:
         torch.set_num_threads(threads)  # process-wide; this process is ours
 
 
+def local_engine(args, workload):
+    """The local engine of a command's flags: torch threads set (``set_threads``), step bars only on
+    a terminal, and ensembles' batched products on every core unless ``--threads`` says otherwise."""
+    from nnbench.engines.local import LocalEngine
+
+    set_threads(args, workload)
+    return LocalEngine(progress=not args.quiet and sys.stderr.isatty(),
+                       ensemble_threads=args.threads or os.cpu_count() or 1)
+
+
 _RAY_FLAGS = {"address": "--address", "num_cpus": "--num-cpus", "cpus_per_trial": "--cpus-per-trial",
               "gpus_per_trial": "--gpus-per-trial", "max_retries": "--max-retries"}
 
@@ -291,12 +301,7 @@ def _sweep(args) -> int:
     workload = workload_from_args(args)
     engine = _engine(args, workload)
     if engine is None:
-        from nnbench.engines.local import LocalEngine
-
-        set_threads(args, workload)
-        # ensembles' batched products use every core unless --threads says otherwise
-        engine = LocalEngine(progress=not args.quiet and sys.stderr.isatty(),
-                             ensemble_threads=args.threads or os.cpu_count() or 1)
+        engine = local_engine(args, workload)
     trials = args.trials if args.trials is not None else (8 if args.quick else 16)
     try:
         summaries = run_sweep(workload, args.optimizers, args.batch_sizes, trials, args.store,

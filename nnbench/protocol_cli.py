@@ -12,8 +12,6 @@ share of time spent evaluating. Re-running the command resumes it.
 from __future__ import annotations
 
 import json
-import os
-import sys
 
 __all__ = ["add_parser", "command"]
 
@@ -63,12 +61,11 @@ def add_parser(sub) -> None:
 
 def command(args) -> int:
     """Run ``nnbench protocol`` with parsed ``args``; returns the exit status."""
-    from nnbench.cli import set_threads, workload_from_args
-    from nnbench.engines.local import LocalEngine
+    from nnbench.cli import local_engine, workload_from_args
     from nnbench.protocol import format_protocol, run_protocol
 
     workload = workload_from_args(args)
-    set_threads(args, workload)
+    engine = local_engine(args, workload)
     if not 0 < args.eval_rel_step <= 1:
         raise ValueError(f"--eval-rel-step must be in (0, 1], got {args.eval_rel_step}")
     for flag, low in (("first_round", 1), ("focus_round", 0), ("seeds", 0), ("top_k", 1)):
@@ -81,8 +78,7 @@ def command(args) -> int:
         focus_round=args.focus_round, seeds=args.seeds, top_k=args.top_k, eval_grid=args.eval_grid,
         eval_rel_step=args.eval_rel_step, seed=args.seed, device=args.device,
         progress=False if args.quiet else None, data_dir=args.data_dir, ensemble=args.ensemble,
-        engine=LocalEngine(progress=not args.quiet and sys.stderr.isatty(),
-                           ensemble_threads=args.threads or os.cpu_count() or 1),
+        engine=engine,
     )
     if args.json:
         print(json.dumps([s.to_dict() for s in summaries], indent=2))
