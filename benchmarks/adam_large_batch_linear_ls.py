@@ -94,6 +94,28 @@ class Quadratic:
         return self._steps(delta0, update, lr.shape[0], max_steps)
 
 
+def check_against_torch(quad: Quadratic, steps: int = 60) -> None:
+    """The numpy updates reproduce torch.optim.Adam and torch.optim.SGD(momentum) on the exact gradient."""
+    delta0 = quad.init(0)
+    h = torch.tensor(quad.h)
+    for name, make, ours in (
+            ("adam", lambda p: torch.optim.Adam([p], lr=0.3, betas=(0.5, 0.99), eps=ADAM_EPS),
+             lambda: quad.adam_steps(delta0, [0.3], [0.5], [0.99], max_steps=steps)),
+            ("heavy ball", lambda p: torch.optim.SGD([p], lr=20.0, momentum=0.5),
+             lambda: quad.heavy_ball_steps(delta0, [20.0], [0.5], max_steps=steps))):
+        p = torch.tensor(delta0, requires_grad=True)
+        opt = make(p)
+        crossed = np.inf
+        for t in range(1, steps + 1):
+            opt.zero_grad()
+            p.grad = h * p.detach()
+            opt.step()
+            if np.isinf(crossed) and quad.risk(p.detach().numpy()) <= quad.target:
+                crossed = t
+        if np.isinf(crossed) or ours()[0] != crossed:
+            raise AssertionError(f"{name}: numpy update crosses at {ours()[0]}, torch at {crossed}")
+
+
 def _grid(*axes):
     return [a.reshape(-1) for a in np.meshgrid(*axes, indexing="ij")]
 
@@ -158,6 +180,7 @@ def main(argv=None) -> int:
     source = build_workload_data(workload, device="cpu")
     quad = Quadratic(source, workload.target)
     inits = [quad.init(s) for s in range(args.inits)]
+    check_against_torch(quad)
 
     lr, b1, b2 = _grid(np.geomspace(1e-2, 5.0, 61), np.linspace(0.0, 0.95, 20), np.array([0.9, 0.99, 0.999]))
     adam = tuned(np.array([quad.adam_steps(d, lr, b1, b2) for d in inits]), {"lr": lr, "beta1": b1, "beta2": b2})
