@@ -8,14 +8,14 @@ and docs/figures/compare_linear_ls.png.
 The points are measured with ``nnbench.protocol`` (per optimizer and batch size: a 24-trial
 quasi-random search, a 12-trial focused search, the best configuration re-run with 6 seeds; each point
 is the median over the seeds), trials as batched ensembles (``--threads 1`` on a machine others load:
-two spinning threads there made a B = 8192 ensemble about 20x slower). The search spaces are wider
-than the workload's defaults where the NQM's tuned optimum lies at or past their edge (SGD's and
+at load 7-8 on 2 cores, B = 8192 ensembles ran 11 steps/s with two threads, 125-143 with one). The
+search spaces are wider than the workload's defaults where the NQM's tuned optimum lies at or past their edge (SGD's and
 momentum's lr near the stability limit 2 / h_max = 32 at large B, Adam's lr above 0.1); Adam searches
 lr, beta1 and beta2 at eps = 1e-8. Momentum and beta1 are searched on a LINEAR scale over [0, 0.999],
 not the workload's reverse-log one: at large B the tuned coefficients are small (0.15-0.6 at B = inf)
 and a reverse-log scale puts only 2-3% of the points within 2x of the fewest steps there, against
 7-10% on the linear scale (``benchmarks/adam_large_batch_linear_ls.py``); with 12 + 8 reverse-log
-trials Adam's large-B points were 2-3x above its tuned steps. A store written with other spaces holds
+trials Adam's points at B = 2048 and 8192 were 12 and 11 steps, against 8 and 5 now. A store written with other spaces holds
 other studies: use a fresh ``--store``.
 """
 
