@@ -361,31 +361,38 @@ def _emit(args, data: dict, text: str) -> None:
     print(json.dumps(data, indent=2) if args.json else text)
 
 
-def _main_job(args) -> None:
-    from tqdm import tqdm
-
-    problem = _problem(args)
+def main_columns(problem: NQM, target: float, progress=lambda: None) -> tuple:
+    """The main job's numbers: for each of MAIN_OPTIMIZERS its sweep over PAPER_BATCH_SIZES and
+    its critical batch size, as (sweeps, crits). The columns are independent and run side by side
+    on threads (their kernels release the GIL), each E_min (a serial search, which the column's
+    critical_batch then takes from the problem's memo) beside them from the start: every number
+    is the one computed alone. ``progress()`` is called after each sweep and critical batch."""
 
     def column(mom, power):
         sweep = batch_size_sweep(problem, batch_sizes=PAPER_BATCH_SIZES, powers=[power],
-                                 momentum=mom, target=args.target)
-        bar.update()
-        crit = critical_batch(problem, momentum=mom, power=power, target=args.target)
-        bar.update()
+                                 momentum=mom, target=target)
+        progress()
+        crit = critical_batch(problem, momentum=mom, power=power, target=target)
+        progress()
         return sweep, crit
 
-    # The columns are independent and run side by side (their kernels release the GIL), each
-    # E_min (a serial search; the column's critical_batch takes it from the problem's memo)
-    # beside them from the start: every number is the one computed alone.
-    with tqdm(total=2 * len(MAIN_OPTIMIZERS), disable=not _bars(args),
-              desc="nqm", file=sys.stderr) as bar, \
-            ThreadPoolExecutor(2 * len(MAIN_OPTIMIZERS)) as pool:
-        limits = [pool.submit(e_min, problem, momentum=mom, power=power, target=args.target)
+    with ThreadPoolExecutor(2 * len(MAIN_OPTIMIZERS)) as pool:
+        limits = [pool.submit(e_min, problem, momentum=mom, power=power, target=target)
                   for _label, mom, power in MAIN_OPTIMIZERS]
         columns = [pool.submit(column, mom, power) for _label, mom, power in MAIN_OPTIMIZERS]
         sweeps, crits = zip(*(f.result() for f in columns), strict=True)
         for f in limits:
             f.result()
+    return sweeps, crits
+
+
+def _main_job(args) -> None:
+    from tqdm import tqdm
+
+    problem = _problem(args)
+    with tqdm(total=2 * len(MAIN_OPTIMIZERS), disable=not _bars(args),
+              desc="nqm", file=sys.stderr) as bar:
+        sweeps, crits = main_columns(problem, args.target, bar.update)
     bound = sweeps[0].lower_bound
     lines = [f"Steps to target {args.target:g} on {problem!r}",
              "(every cell with its optimal constant learning rate; momentum tuned too)", ""]
