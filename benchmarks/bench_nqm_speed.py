@@ -7,7 +7,9 @@ per timed call, since nqm memoises tuned cells per problem object):
 1. tuned momentum's E_min: Nelder-Mead stopped when its state recurs (``nqm._nelder_mead``)
    against ``scipy.optimize.minimize(method="Nelder-Mead", maxiter=2000)``;
 2. the main job's library calls (three sweeps over 2^0 .. 2^21 and three critical batch sizes):
-   with the per-problem memo and the early-stopping search against without either;
+   with the per-problem memo and the early-stopping search against without either; and the
+   same calls as ``python -m nqm`` makes them (``nqm.cli.main_columns``: the columns and the
+   E_min searches side by side on threads) against one after another;
 3. ``optimize_schedule`` (K = 50, B = 16): L-BFGS-B with one BLAS thread against the BLAS default,
    on the machine as it is and beside a CPU-bound background process (started and killed here);
 4. building an unbinned problem (d = 10^6): without against with ``np.unique(axis=0)``.
@@ -46,6 +48,7 @@ import threadpoolctl
 
 import nqm
 from nqm import critical, problem, schedule_opt, tuning
+from nqm.cli import MAIN_OPTIMIZERS, main_columns
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -72,6 +75,10 @@ def _no_memo(_problem) -> dict:
     return {}
 
 
+def _no_once(_problem, _key, compute):
+    return compute()
+
+
 def _unique_merge(h, c, x0sq):
     """The unbinned construction before: one bin per distinct row of np.unique(axis=0)."""
     triples = np.stack([h, c, x0sq], axis=1)
@@ -93,7 +100,7 @@ def _old_paths(*, search=False, memo=False, blas=False, merge=False):
     if search:
         swap(critical, "nelder_mead", _scipy_nelder_mead)
     if memo:
-        swap(critical, "memo", _no_memo)
+        swap(critical, "once", _no_once)
         swap(tuning, "memo", _no_memo)
     if blas:
         swap(schedule_opt, "one_blas_thread", contextlib.nullcontext)
@@ -120,12 +127,17 @@ def _busy_core():
 
 # ------------------------------------------------------------------- in-process measurements
 def _main_job_calls(p):
-    out = []
-    for momentum, power in ((0.0, 0.0), ("tune", 0.0), (0.0, 0.5)):
-        s = nqm.batch_size_sweep(p, powers=[power], momentum=momentum)
-        c = nqm.critical_batch(p, momentum=momentum, power=power)
-        out.append((s.steps.tobytes(), s.lr.tobytes(), c.value, c.s_min, c.e_min))
-    return out
+    """The main job's sweeps and critical batch sizes, one after another."""
+    sweeps, crits = [], []
+    for _label, momentum, power in MAIN_OPTIMIZERS:
+        sweeps.append(nqm.batch_size_sweep(p, powers=[power], momentum=momentum))
+        crits.append(nqm.critical_batch(p, momentum=momentum, power=power))
+    return _columns_numbers(sweeps, crits)
+
+
+def _columns_numbers(sweeps, crits):
+    return [(s.steps.tobytes(), s.lr.tobytes(), c.value, c.s_min, c.e_min)
+            for s, c in zip(sweeps, crits, strict=True)]
 
 
 def _pair(name, new, old, repeats, log):
@@ -162,6 +174,9 @@ def in_process(repeats: int, log) -> list:
               lambda: _main_job_calls(paper()),
               lambda: _with(dict(search=True, memo=True), _main_job_calls, paper()),
               repeats, log),
+        _pair("main job: columns side by side vs in turn",
+              lambda: _columns_numbers(*main_columns(paper(), 0.01)),
+              lambda: _main_job_calls(paper()), repeats, log),
     ]
     sched = dict(batch_size=16, n_pieces=50)
 

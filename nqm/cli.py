@@ -14,13 +14,14 @@ import math
 import re
 import sys
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 from nqm import _points as points
 from nqm import _validate as V
 from nqm import schedules
 from nqm._pipe import quiet_on_broken_pipe
 from nqm.bounds import lower_bound_steps
-from nqm.critical import DEFINITIONS, critical_batch
+from nqm.critical import DEFINITIONS, critical_batch, e_min
 from nqm.optimizers import stability_limit
 from nqm.problem import BINNINGS, NQM
 from nqm.risk import risk_curve
@@ -360,19 +361,38 @@ def _emit(args, data: dict, text: str) -> None:
     print(json.dumps(data, indent=2) if args.json else text)
 
 
+def main_columns(problem: NQM, target: float, progress=lambda: None) -> tuple:
+    """The main job's numbers: for each of MAIN_OPTIMIZERS its sweep over PAPER_BATCH_SIZES and
+    its critical batch size, as (sweeps, crits). The columns are independent and run side by side
+    on threads (their kernels release the GIL), each E_min (a serial search, which the column's
+    critical_batch then takes from the problem's memo) beside them from the start: every number
+    is the one computed alone. ``progress()`` is called after each sweep and critical batch."""
+
+    def column(mom, power):
+        sweep = batch_size_sweep(problem, batch_sizes=PAPER_BATCH_SIZES, powers=[power],
+                                 momentum=mom, target=target)
+        progress()
+        crit = critical_batch(problem, momentum=mom, power=power, target=target)
+        progress()
+        return sweep, crit
+
+    with ThreadPoolExecutor(2 * len(MAIN_OPTIMIZERS)) as pool:
+        limits = [pool.submit(e_min, problem, momentum=mom, power=power, target=target)
+                  for _label, mom, power in MAIN_OPTIMIZERS]
+        columns = [pool.submit(column, mom, power) for _label, mom, power in MAIN_OPTIMIZERS]
+        sweeps, crits = zip(*(f.result() for f in columns), strict=True)
+        for f in limits:
+            f.result()
+    return sweeps, crits
+
+
 def _main_job(args) -> None:
     from tqdm import tqdm
 
     problem = _problem(args)
-    sweeps, crits = [], []
     with tqdm(total=2 * len(MAIN_OPTIMIZERS), disable=not _bars(args),
               desc="nqm", file=sys.stderr) as bar:
-        for _label, mom, power in MAIN_OPTIMIZERS:
-            sweeps.append(batch_size_sweep(problem, batch_sizes=PAPER_BATCH_SIZES, powers=[power],
-                                           momentum=mom, target=args.target))
-            bar.update()
-            crits.append(critical_batch(problem, momentum=mom, power=power, target=args.target))
-            bar.update()
+        sweeps, crits = main_columns(problem, args.target, bar.update)
     bound = sweeps[0].lower_bound
     lines = [f"Steps to target {args.target:g} on {problem!r}",
              "(every cell with its optimal constant learning rate; momentum tuned too)", ""]

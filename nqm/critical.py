@@ -41,7 +41,7 @@ import numpy as np
 
 from nqm import _kernels as K
 from nqm import _validate as V
-from nqm._memo import memo
+from nqm._memo import once
 from nqm._nelder_mead import nelder_mead
 from nqm.problem import NQM
 from nqm.tuning import _check_problem, tune_cells
@@ -122,13 +122,12 @@ def s_min(problem: NQM | None = None, *, momentum=0.0, nesterov: bool = False,
 
 
 def _sgd_flow_e_min(problem: NQM, power: float, target: float) -> tuple[float, float]:
-    key = ("sgd flow e_min", power, target)       # also the start of tuned momentum's E_min
-    done = memo(problem)
-    if key not in done:
+    def compute():
         k, c_eff = problem.preconditioned(power)
-        wt = 0.5 * problem.counts * problem.h
-        done[key] = K._e_min(k, c_eff, problem.x0sq, wt, target)
-    n, kappa = done[key]
+        return K._e_min(k, c_eff, problem.x0sq, 0.5 * problem.counts * problem.h, target)
+
+    # also the start of tuned momentum's E_min
+    n, kappa = once(problem, ("sgd flow e_min", power, target), compute)
     if n < 0:
         raise ValueError(f"target={target!r} is unreachable in the small-batch limit")
     return float(n), float(kappa)
@@ -176,11 +175,8 @@ def e_min(problem: NQM | None = None, *, momentum=0.0, nesterov: bool = False,
     p, tgt = V.power(power), V.target(target)
     del nesterov          # heavy ball and Nesterov share the small-batch limit
     if mom == V.TUNE:
-        done = memo(problem)
-        key = ("momentum flow e_min", p, tgt)
-        if key not in done:
-            done[key] = _momentum_flow_e_min(problem, p, tgt)
-        return done[key][0]
+        return once(problem, ("momentum flow e_min", p, tgt),
+                    lambda: _momentum_flow_e_min(problem, p, tgt))[0]
     return _sgd_flow_e_min(problem, p, tgt)[0]
 
 

@@ -25,9 +25,11 @@ both binnings, SGD and tuned momentum: ``tests/nqm/test_tuning.py`` holds the ch
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
+from numba import config as numba_config
 
 from nqm import _kernels as K
 from nqm import _validate as V
@@ -101,7 +103,7 @@ def _check_problem(problem) -> NQM:
 
 def tune_cells(problem: NQM, batch_sizes, powers, momentum, nesterov: bool,
                target: float, ema=None) -> np.ndarray:
-    """Tune every (power, batch size) pair at once (parallel kernel). ``momentum`` is a float
+    """Tune every (power, batch size) pair at once (cells in parallel). ``momentum`` is a float
     (fixed; 0 = SGD) or "tune"; ``ema`` None, a fixed decay gamma or "tune" (then momentum must
     be 0: SGD + EMA, kernel code 3, whose second hyperparameter is gamma). Returns an array (len(powers), len(batch_sizes), 8) of
     [steps, lr, beta, 1 - beta, relaxed steps, x, y, objective evaluations]; steps < 0 flags a
@@ -144,13 +146,34 @@ def tune_cells(problem: NQM, batch_sizes, powers, momentum, nesterov: bool,
         if key not in done:
             todo.setdefault(key, i)
     if todo:
-        idx, n = list(todo.values()), len(todo)
-        rows = K._tune_cells(np.full(n, code, np.int64), np.full(n, tune), np.full(n, y_fixed),
-                             Kc[idx], NVc[idx], problem.x0sq, wt, np.full(n, target))
+        idx = list(todo.values())
+        rows = _tune_rows(code, bool(tune), float(y_fixed), Kc[idx], NVc[idx], problem.x0sq, wt,
+                          float(target))
         done.update(zip(todo, rows, strict=True))
     out = np.array([done[key] for key in keys]).reshape(P.size, B.size, 8)
     _adopt_neighbours(out, code, B, Kc.reshape(P.size, B.size, nb), NVc.reshape(P.size, B.size, nb),
                       problem.x0sq, wt, target)
+    return out
+
+
+def _tune_rows(code: int, tune: bool, y_fixed: float, Kc, NVc, x0sq, wt,
+               target: float) -> np.ndarray:
+    """Tune the cells (rows of Kc: preconditioned curvatures, NVc: noise variances c_eff / B) in
+    parallel, one cell a task on a pool of ``numba.config.NUMBA_NUM_THREADS`` threads (the kernel
+    releases the GIL; cells take ~1 to ~100 ms, so tasks handed out as threads free up balance
+    them). Each cell's arithmetic is its own: the rows do not depend on the pool."""
+    out = np.empty((Kc.shape[0], 8))
+
+    def tune_cell(i: int) -> None:
+        K._tune_cell(code, tune, y_fixed, Kc[i], NVc[i], x0sq, wt, target, out[i])
+
+    workers = min(numba_config.NUMBA_NUM_THREADS, out.shape[0])
+    if workers <= 1:
+        for i in range(out.shape[0]):
+            tune_cell(i)
+    else:
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(tune_cell, range(out.shape[0])))
     return out
 
 

@@ -15,7 +15,7 @@ One topic a module; each imports only modules above it in this list:
   and the risk at any real t;
 * ``crossings``   steps to target: exact first crossing and the smooth relaxation;
 * ``brent``       Brent's bounded minimisation in reverse-communication form;
-* ``tuning``      the optimal learning rate (and momentum) of one cell, many cells in parallel;
+* ``tuning``      the optimal learning rate (and momentum) of one cell;
 * ``limits``      the small-batch limits (gradient flow, damped oscillator): E_min;
 * ``curves``      risk at many t;
 * ``pieces``      one constant piece of a schedule in closed form, with its lr-derivative;
@@ -32,8 +32,12 @@ digest with the stamp ``kernel-sources.sha256`` in the cache directory; if they 
 deletes this package's cache files (``*.nbi``, ``*.nbc`` of these modules only) and writes the new
 stamp, so every kernel is recompiled once (``nqm._kernels.cache.drop_stale_cache``). With
 unchanged sources the cache is loaded as usual.
+
+Start-up: numba's CPU target imports all of scipy.linalg to check for a BLAS that no kernel here
+uses; ``nqm._kernels.blas_check`` skips that import (~0.2 s of every process).
 """
 
+from nqm._kernels.blas_check import skip_blas_import
 from nqm._kernels.cache import drop_stale_cache
 from nqm._kernels.crossings import BIG, T_MAX, _relaxed_steps, _steps_exact
 from nqm._kernels.curves import _risk_curve
@@ -41,13 +45,14 @@ from nqm._kernels.limits import _e_min, _osc_crossing
 from nqm._kernels.prepared import NCOL, _floor, _prepare, _risk_t
 from nqm._kernels.schedules import _schedule_risk
 from nqm._kernels.transition import HEAVY_BALL, NESTEROV, SGD, SGD_EMA, _lr_max, _transition2
-from nqm._kernels.tuning import X_HI, X_LO, _steps_at, _tune_cell, _tune_cells
+from nqm._kernels.tuning import X_HI, X_LO, _steps_at, _tune_cell
 
 __all__ = [
     "BIG", "HEAVY_BALL", "NCOL", "NESTEROV", "SGD", "SGD_EMA", "T_MAX", "X_HI", "X_LO",
     "_e_min", "_floor", "_lr_max", "_osc_crossing", "_prepare", "_relaxed_steps", "_risk_curve",
     "_risk_t", "_schedule_risk", "_steps_at", "_steps_exact", "_transition2",
-    "_tune_cell", "_tune_cells",
+    "_tune_cell",
 ]
 
 drop_stale_cache(__name__)
+skip_blas_import()          # numba's start-up would import all of scipy.linalg for a BLAS check

@@ -2,13 +2,14 @@
 
 ``shared/spec/NQM.md`` section 3, "Optimal learning rate": a continuous optimisation of the relaxed
 (real-valued) crossing time over x = log(lr / lr_max) and y = log(1 - momentum), then the exact
-integer optimum (``_tune_cell``); ``_tune_cells`` runs many cells (batch sizes, powers) in parallel.
+integer optimum (``_tune_cell``, one cell; it releases the GIL, so that ``nqm.tuning`` runs many
+cells, batch sizes and powers, on a pool of threads).
 """
 
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from nqm._kernels.brent import _brent_init, _brent_next, _brent_tell
 from nqm._kernels.crossings import BIG, _relaxed_steps, _steps_exact
@@ -201,14 +202,14 @@ def _exact_at(opt, x, y, k, nv, x0sq, wt, kmax, target, prep, t_guess):
     return _steps_exact(prep, wt, target, t_guess)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _steps_at(opt, x, y, k, nv, x0sq, wt, target, t_guess):
     """Exact steps to target at (x, y) (the tuner's coordinates) for one cell; -1 if never."""
     prep = np.empty((k.size, NCOL))
     return _exact_at(opt, x, y, k, nv, x0sq, wt, np.max(k), target, prep, t_guess)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _tune_cell(opt, tune_beta, y_fixed, k, nv, x0sq, wt, target, out):
     """Tune lr (and momentum if tune_beta) for one cell to minimise steps to target.
 
@@ -302,17 +303,3 @@ def _tune_cell(opt, tune_beta, y_fixed, k, nv, x0sq, wt, target, out):
     out[6] = y
     out[7] = warm[1]
 
-
-@njit(cache=True, parallel=True)
-def _tune_cells(opt, tune_beta, y_fixed, K, NV, x0sq, wt, target):
-    """Tune every cell (rows of K: preconditioned curvatures, NV: noise variances) in parallel.
-    Returns an array (ncells, 8) of _tune_cell outputs."""
-    nc = K.shape[0]
-    out = np.empty((nc, 8))
-    half = (nc + 1) // 2
-    for i in prange(nc):
-        # interleave: the threads' contiguous chunks get even and odd cells, so neighbouring
-        # (similarly expensive) cells are split between them
-        c = 2 * i if i < half else 2 * (i - half) + 1
-        _tune_cell(opt[c], tune_beta[c], y_fixed[c], K[c], NV[c], x0sq, wt, target[c], out[c])
-    return out

@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 import pytest
+from numba import njit
 
 import nqm
 
@@ -102,3 +103,80 @@ def test_tuned_momentum_s_min_is_below_every_batch_size_and_a_dense_grid():
                 continue
             best = min(best, n)
     assert smin <= best
+
+
+
+@njit
+def _flow_crossing_margin_1e9(prep, wt, target, n_guess):
+    """The small-batch limit's exact crossing searched as before its pruning margin was tightened
+    (1e-9): n_hi doubled from n_guess until the risk is at the target, depth-first halving of
+    [0, n_hi], an interval dropped when its lower bound (decay at its right end, noise at its left
+    end) exceeds target (1 + 1e-9), bisection in the first leaf (relative width 1e-13) whose right
+    end reaches the target. Written out here (not compiled into nqm): math.exp / math.expm1 as
+    in nqm's kernels."""
+
+    def risk(t):
+        s = 0.0
+        for j in range(wt.size):
+            e = 2.0 * t * prep[j, 1]
+            s += wt[j] * (prep[j, 10] * math.exp(e) - prep[j, 9] * math.expm1(e))
+        return s
+
+    n_hi = max(n_guess, 1e-300)
+    while risk(n_hi) > target:
+        n_hi *= 2.0
+    lo_s = [0.0]
+    hi_s = [n_hi]
+    while len(lo_s) > 0:
+        a = lo_s.pop()
+        b = hi_s.pop()
+        lb = 0.0
+        for j in range(wt.size):
+            lb += wt[j] * (prep[j, 10] * math.exp(2.0 * b * prep[j, 1])
+                           + -prep[j, 9] * math.expm1(2.0 * a * prep[j, 1]))
+        if lb > target * (1.0 + 1e-9):
+            continue
+        if b - a <= 1e-13 * b:
+            if risk(b) <= target:
+                lo = a
+                hi = b
+                while True:
+                    mid = 0.5 * (lo + hi)
+                    if mid <= lo or mid >= hi:
+                        return hi
+                    if risk(mid) <= target:
+                        hi = mid
+                    else:
+                        lo = mid
+            continue
+        m = 0.5 * (a + b)
+        lo_s += [m, a]
+        hi_s += [b, m]
+    return -1.0
+
+
+@pytest.mark.parametrize("problem, power, target", [
+    (nqm.NQM.paper(1000, bins=8), 0.0, 0.01),                           # risk monotone
+    (nqm.NQM.power_law(1000, a=1.5, q=0.3, bins=8), 0.5, 0.02),
+    (nqm.NQM(np.array([1.0, 0.3, 0.01, 1e-4]), np.array([0.5, 1.0, 2.0, 0.1]),   # a bin rises
+             np.array([1.0, 3.0, 10.0, 100.0]), np.array([1.0, 0.01, 0.5, 3.0])), 0.0, 0.02),
+    (nqm.NQM.paper(), 0.5, 0.01),                                       # the main job's
+])
+def test_flow_crossing_is_the_one_the_wider_pruning_margin_finds(problem, power, target):
+    """E_min's exact crossing prunes with a margin that just covers rounding (4 (nb + 8) 2^-53):
+    the same float as with the margin 1e-9 (which leaves ~10^4 unprunable leaves before the
+    crossing on the paper's problem), at the optimal kappa and below it, from a far and a near
+    start. (Above it the floor nears the target and the 1e-9 search takes minutes.)"""
+    from nqm._kernels.limits import _e_min, _flow_crossing_exact, _prepare_flow
+    from nqm._kernels.prepared import NCOL
+
+    k, c_eff = problem.preconditioned(power)
+    wt = 0.5 * problem.counts * problem.h
+    n, kappa = _e_min(k, c_eff, problem.x0sq, wt, target)
+    prep = np.empty((k.size, NCOL))
+    for kap in (kappa, 0.7 * kappa, 0.9 * kappa):
+        _prepare_flow(kap, k, c_eff, problem.x0sq, prep)
+        for guess in (1.0, n):
+            new = _flow_crossing_exact(prep, wt, target, guess)
+            assert new > 0 and new == _flow_crossing_margin_1e9(prep, wt, target, guess)
+            assert new == n or kap != kappa

@@ -29,3 +29,14 @@ def test_public_names_resolve():
         assert getattr(nqm, name) is not None
     assert callable(nqm.risk) and nqm.risk.__module__ == "nqm.risk"     # the function, not module
     assert set(nqm.__all__) <= set(dir(nqm))
+
+
+def test_kernels_run_without_scipy_linalg_and_numba_blas_still_works():
+    """numba's start-up checks for BLAS by importing all of scipy.linalg; no nqm kernel uses BLAS,
+    so nqm skips that import (nqm._kernels.blas_check). numba's np.dot imports it when compiled."""
+    code = ("import sys, numpy as np, nqm; from numba import njit; "
+            "nqm.e_min(nqm.NQM.paper(100, bins=5)); print('scipy.linalg' in sys.modules); "
+            "print(njit(lambda a: np.dot(a, a))(np.arange(3.0)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["False", "5.0"]

@@ -7,7 +7,6 @@ import math
 import numpy as np
 
 import nqm
-from nqm import _kernels as K
 from nqm import _memo, tuning
 
 
@@ -15,20 +14,20 @@ def test_cells_tuned_by_a_sweep_are_reused_with_identical_results(monkeypatch):
     problem = nqm.NQM.paper(1000, bins=20)
     sweep = nqm.batch_size_sweep(problem, batch_sizes=[1, 4, 16, 64], powers=[0.0])
     tuned = []
-    kernel = K._tune_cells
+    kernel = tuning._tune_rows
 
     def counting(*args):
         tuned.append(args[3].shape[0])
         return kernel(*args)
 
-    monkeypatch.setattr(K, "_tune_cells", counting)
+    monkeypatch.setattr(tuning, "_tune_rows", counting)
     again = nqm.batch_size_sweep(problem, batch_sizes=[1, 4, 16, 64], powers=[0.0])
     assert tuned == [] and np.array_equal(again.steps, sweep.steps)
     assert np.array_equal(again.lr, sweep.lr)
     out = tuning.tune_cells(problem, [4.0, 8.0, 8.0, 16.0, math.inf], [0.0], 0.0, False, 0.01)
     assert tuned == [2]                         # 8 (asked twice) and inf are new
     fresh = nqm.NQM.paper(1000, bins=20)
-    monkeypatch.setattr(K, "_tune_cells", kernel)
+    monkeypatch.setattr(tuning, "_tune_rows", kernel)
     assert np.array_equal(out, tuning.tune_cells(fresh, [4.0, 8.0, 8.0, 16.0, math.inf], [0.0],
                                                  0.0, False, 0.01))
 
