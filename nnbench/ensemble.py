@@ -4,25 +4,30 @@ A study's trials share the workload, the optimizer and the batch size and differ
 hyperparameters and seeds. For a small model one trial leaves most of a CPU (and nearly all of a GPU)
 idle: per-step overhead (Python, kernel launches, the optimizer loop) dominates. Here ``K`` trials
 (the *members*) are trained as one computation: their parameters are stacked along a leading member
-axis (``torch.func.stack_module_state``), the forward pass is ``torch.func.functional_call`` under
-``torch.func.vmap`` over the members' own batches, one backward pass of the summed member losses
+axis (``torch.func.stack_module_state``); a fully connected net runs as batched matrix products (the
+member axis as the batch axis, ``_MemberLinear``), any other model as ``torch.func.functional_call``
+under ``torch.func.vmap`` over the members' own batches; one backward pass of the summed member losses
 gives every member its own gradient (the members share no parameter, so no gradient crosses
 between them), and the optimizer update runs on the stacked tensors with per-member hyperparameters
-held as tensors.
+held as tensors. On several CPU threads the members are split into shards, one Python thread each
+(``run_ensemble``'s ``threads``).
 
 Each member follows ``nnbench.trial.run``'s protocol exactly and yields the ``TrialResult`` that
 ``run`` would return for it: the same initialisation (its model is built under its own seed by the
-same RNG calls), the same batches (its own ``data.train_stream(batch_size, seed)``; augmentation,
-if the data set has any, is applied there with the member's generator), the same evaluation steps
-(``nnbench.trial.is_eval_step``), divergence checks at the same steps with the same rule, and the same
-measurements. Values agree up to floating-point reassociation (a batched matrix product sums in a
-different order than a single one): see ``tests/nnbench/test_ensemble.py`` for the measured
-agreement. A trial whose training amplifies rounding (a large lr at the edge of divergence) can
-therefore end differently from its lone run, as it could on another machine: in
-``benchmarks/bench_nnbench_ensemble.py`` no teacher_fc trial did, a few CNN trials at lr >= 0.2 did. A member leaves the ensemble (its slices are dropped from every stacked tensor) as soon
-as it reaches the target, diverges or spends its budget, and its result is handed to ``on_result`` at
-once, so a driver stores it before the others finish. A diverging member cannot poison the others:
-nothing is reduced across the member axis except the summed loss whose gradient is 1 for every member.
+same RNG calls), bit for bit the same batches (``data.train_streams``: row ``k`` is the batch of the
+member's own ``data.train_stream(batch_size, seed)``, drawn with its own generator; augmentation, if
+the data set has any, with the member's generator), the same evaluation steps
+(``nnbench.trial.is_eval_step``) on the same evaluation set, divergence checks at the same steps with
+the same rule, and the same measurements. Values agree up to floating-point reassociation (a batched
+matrix product sums in a different order than a single one): see ``tests/nnbench/test_ensemble.py``
+for the measured agreement. A trial whose training amplifies rounding (a large lr at the edge of
+divergence) can therefore end differently from its lone run, as it could on another machine: in
+``benchmarks/bench_nnbench_ensemble.py`` no teacher_fc trial did, a few CNN trials at lr >= 0.2 did.
+A member leaves the ensemble (its slices are dropped from every stacked tensor and from the batch
+draws) as soon as it reaches the target, diverges or spends its budget, and its result is handed to
+``on_result`` at once, so a driver stores it before the others finish. A diverging member cannot
+poison the others: nothing is reduced across the member axis except the summed loss whose gradient
+is 1 for every member.
 
 Time measurements (``train_time``, ``wall_time`` and the result's ``wall_time``) are those of the
 ensemble, shared by the members trained alongside.
@@ -75,9 +80,9 @@ from nnbench.workloads import Workload
 
 __all__ = ["auto_ensemble_size", "ensemble_size", "ensemble_supported", "run_ensemble"]
 
-# Examples evaluated per pass, all members together, in units of the workload's eval_batch_size: larger
-# passes amortise the per-call overhead, smaller ones stay in cache (teacher_fc, 32 members, one CPU
-# thread: 8 took 1.3-1.7x less time than 1, measured while developing this module).
+# Examples evaluated per pass of a model under vmap, all members together, in units of the workload's
+# eval_batch_size: larger passes amortise the per-call overhead, smaller ones stay in cache (teacher_fc
+# under vmap, 32 members, one CPU thread: 8 took 1.3-1.7x less time than 1).
 _EVAL_EXAMPLES_PER_PASS = 8
 
 # (index, hparams, seed) of one member: what nnbench.trial.run takes as index=, hparams=, seed=.
@@ -302,9 +307,10 @@ def _fc_plan(model: nn.Module) -> list[tuple[str, str, float]] | None:
 class _BatchedForward:
     """Outputs (K, N, ...) of K stacked models on per-member inputs (K, N, ...) or on one input (N, ...)
     shared by all members. Fully connected ReLU nets run as batched matrix products (``baddbmm``, the
-    member axis as the batch axis; teacher_fc, 32 members, one CPU thread: 190-230 us of CPU per member
-    step against 220-400 us under ``vmap``, and half the evaluation time, measured while developing this
-    module); any other model as ``functional_call`` under ``vmap``."""
+    member axis as the batch axis, ``_MemberLinear``; teacher_fc, 32 members, one CPU thread: 190-230 us
+    of CPU per member step against 220-400 us under ``vmap``, measured while developing this module);
+    any other model as ``functional_call`` under ``vmap``. ``member`` runs one member of a fully
+    connected net alone."""
 
     def __init__(self, model: nn.Module):
         self.plan = _fc_plan(model)
@@ -568,16 +574,19 @@ def _run_shards(shards: list[_Shard], emit: Callable[[TrialResult], None], bar) 
     error, running = None, len(workers)
     try:
         while running:
-            item = results.get()
+            try:
+                item = results.get(timeout=0.5)  # the bar moves while no result arrives
+            except queue.Empty:
+                item = None
+            if bar is not None:
+                bar.update(max(s.step for s in shards) - bar.n)
             if item is done:
                 running -= 1
             elif isinstance(item, BaseException):
                 error = error or item
                 stopping.set()
-            else:
+            elif item is not None:
                 emit(item)
-                if bar is not None:
-                    bar.update(max(s.step for s in shards) - bar.n)
     finally:
         stopping.set()
         for w in workers:
