@@ -20,8 +20,8 @@ class LocalEngine:
         ensemble_threads: CPU threads a group of several trials trains on as one ensemble
             (``run_ensemble``'s ``threads``: the members split into that many shards, one Python thread
             and one torch thread each; None: the process's torch threads). One small trial runs
-            fastest on one thread (its per-step overhead dominates); an ensemble keeps every core busy
-            (``benchmarks/bench_nnbench_ensemble.py``; figures in the README).
+            fastest on one thread (its per-step overhead dominates); an ensemble's shards can use every
+            core (``benchmarks/bench_nnbench_ensemble.py``; figures in the README).
     """
 
     progress: bool = False
