@@ -9,8 +9,9 @@ diverge or spend the budget is that of a real study's first steps). Modes:
 * ``alone``: ``nnbench.trial.run`` for each trial, one after the other (what ``--ensemble 1`` does);
 * ``ensemble N``: ``nnbench.ensemble.run_ensemble`` on consecutive chunks of N trials.
 
-Both get the same data source and device; one trial at a time runs on ``--threads`` (default 1, the
-fastest for a small model), an ensemble on ``--ensemble-threads`` (default: every core), as
+Both get the same data source and device; one trial at a time runs on ``--threads`` torch threads
+(default 1, the fastest for a small model), an ensemble on ``--ensemble-threads`` (default: every
+core; ``run_ensemble``'s ``threads``: its members split into that many shards, one thread each), as
 ``nnbench sweep`` runs them (``--ensemble-threads 1`` isolates what batching alone gains). Reported per mode: wall-clock seconds and trials
 per hour, CPU seconds of this process (``time.process_time``; on a shared machine the wall clock also
 counts the time other processes held the cores) and the speed-up over ``alone`` in both; plus the check
@@ -60,14 +61,9 @@ def bench_workload(name: str, args, device) -> dict:
     def alone():
         return [run(workload, hparams=h, seed=s, index=i, **common) for i, h, s in members]
 
-    def together(size):
-        threads = torch.get_num_threads()
-        torch.set_num_threads(args.ensemble_threads)  # as nnbench sweep does (LocalEngine.ensemble_threads)
-        try:
-            return [r for k in range(0, len(members), size)
-                    for r in run_ensemble(workload, members=members[k : k + size], **common)]
-        finally:
-            torch.set_num_threads(threads)
+    def together(size):  # on --ensemble-threads threads, as nnbench sweep runs it (LocalEngine.ensemble_threads)
+        return [r for k in range(0, len(members), size)
+                for r in run_ensemble(workload, members=members[k : k + size], threads=args.ensemble_threads, **common)]
 
     reference, wall, cpu = _timed(alone)
     rows = [{"mode": "alone", "size": 1, "wall_s": wall, "cpu_s": cpu, "mismatches": 0}]

@@ -4,25 +4,30 @@ A study's trials share the workload, the optimizer and the batch size and differ
 hyperparameters and seeds. For a small model one trial leaves most of a CPU (and nearly all of a GPU)
 idle: per-step overhead (Python, kernel launches, the optimizer loop) dominates. Here ``K`` trials
 (the *members*) are trained as one computation: their parameters are stacked along a leading member
-axis (``torch.func.stack_module_state``), the forward pass is ``torch.func.functional_call`` under
-``torch.func.vmap`` over the members' own batches, one backward pass of the summed member losses
+axis (``torch.func.stack_module_state``); a fully connected net runs as batched matrix products (the
+member axis as the batch axis, ``_MemberLinear``), any other model as ``torch.func.functional_call``
+under ``torch.func.vmap`` over the members' own batches; one backward pass of the summed member losses
 gives every member its own gradient (the members share no parameter, so no gradient crosses
 between them), and the optimizer update runs on the stacked tensors with per-member hyperparameters
-held as tensors.
+held as tensors. On several CPU threads the members are split into shards, one Python thread each
+(``run_ensemble``'s ``threads``).
 
 Each member follows ``nnbench.trial.run``'s protocol exactly and yields the ``TrialResult`` that
 ``run`` would return for it: the same initialisation (its model is built under its own seed by the
-same RNG calls), the same batches (its own ``data.train_stream(batch_size, seed)``; augmentation,
-if the data set has any, is applied there with the member's generator), the same evaluation steps
-(``nnbench.trial.is_eval_step``), divergence checks at the same steps with the same rule, and the same
-measurements. Values agree up to floating-point reassociation (a batched matrix product sums in a
-different order than a single one): see ``tests/nnbench/test_ensemble.py`` for the measured
-agreement. A trial whose training amplifies rounding (a large lr at the edge of divergence) can
-therefore end differently from its lone run, as it could on another machine: in
-``benchmarks/bench_nnbench_ensemble.py`` no teacher_fc trial did, a few CNN trials at lr >= 0.2 did. A member leaves the ensemble (its slices are dropped from every stacked tensor) as soon
-as it reaches the target, diverges or spends its budget, and its result is handed to ``on_result`` at
-once, so a driver stores it before the others finish. A diverging member cannot poison the others:
-nothing is reduced across the member axis except the summed loss whose gradient is 1 for every member.
+same RNG calls), bit for bit the same batches (``data.train_streams``: row ``k`` is the batch of the
+member's own ``data.train_stream(batch_size, seed)``, drawn with its own generator; augmentation, if
+the data set has any, with the member's generator), the same evaluation steps
+(``nnbench.trial.is_eval_step``) on the same evaluation set, divergence checks at the same steps with
+the same rule, and the same measurements. Values agree up to floating-point reassociation (a batched
+matrix product sums in a different order than a single one): see ``tests/nnbench/test_ensemble.py``
+for the measured agreement. A trial whose training amplifies rounding (a large lr at the edge of
+divergence) can therefore end differently from its lone run, as it could on another machine: in
+``benchmarks/bench_nnbench_ensemble.py`` no teacher_fc trial did, a few CNN trials at lr >= 0.2 did.
+A member leaves the ensemble (its slices are dropped from every stacked tensor and from the batch
+draws) as soon as it reaches the target, diverges or spends its budget, and its result is handed to
+``on_result`` at once, so a driver stores it before the others finish. A diverging member cannot
+poison the others: nothing is reduced across the member axis except the summed loss whose gradient
+is 1 for every member.
 
 Time measurements (``train_time``, ``wall_time`` and the result's ``wall_time``) are those of the
 ensemble, shared by the members trained alongside.
@@ -40,11 +45,14 @@ says which case applies and why.
 from __future__ import annotations
 
 import copy
+import queue
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 
@@ -72,9 +80,9 @@ from nnbench.workloads import Workload
 
 __all__ = ["auto_ensemble_size", "ensemble_size", "ensemble_supported", "run_ensemble"]
 
-# Examples evaluated per pass, all members together, in units of the workload's eval_batch_size: larger
-# passes amortise the per-call overhead, smaller ones stay in cache (teacher_fc, 32 members, one CPU
-# thread: 8 took 1.3-1.7x less time than 1, measured while developing this module).
+# Examples evaluated per pass of a model under vmap, all members together, in units of the workload's
+# eval_batch_size: larger passes amortise the per-call overhead, smaller ones stay in cache (teacher_fc
+# under vmap, 32 members, one CPU thread: 8 took 1.3-1.7x less time than 1).
 _EVAL_EXAMPLES_PER_PASS = 8
 
 # (index, hparams, seed) of one member: what nnbench.trial.run takes as index=, hparams=, seed=.
@@ -299,9 +307,10 @@ def _fc_plan(model: nn.Module) -> list[tuple[str, str, float]] | None:
 class _BatchedForward:
     """Outputs (K, N, ...) of K stacked models on per-member inputs (K, N, ...) or on one input (N, ...)
     shared by all members. Fully connected ReLU nets run as batched matrix products (``baddbmm``, the
-    member axis as the batch axis; teacher_fc, 32 members, one CPU thread: 190-230 us of CPU per member
-    step against 220-400 us under ``vmap``, and half the evaluation time, measured while developing this
-    module); any other model as ``functional_call`` under ``vmap``."""
+    member axis as the batch axis, ``_MemberLinear``; teacher_fc, 32 members, one CPU thread: 190-230 us
+    of CPU per member step against 220-400 us under ``vmap``, measured while developing this module);
+    any other model as ``functional_call`` under ``vmap``. ``member`` runs one member of a fully
+    connected net alone."""
 
     def __init__(self, model: nn.Module):
         self.plan = _fc_plan(model)
@@ -310,6 +319,22 @@ class _BatchedForward:
 
     def _member(self, params: dict, x: Tensor) -> Tensor:
         return functional_call(self.base, params, (x,))
+
+    def member(self, params: Mapping[str, Tensor], k: int, x: Tensor) -> Tensor:
+        """Outputs (N, ...) of member ``k`` alone on inputs ``x`` (N, ...), with the operations of
+        ``nn.Linear`` / ``NTKLinear``; fully connected nets only (``plan`` not None)."""
+        h = x
+        for op, prefix, scale in self.plan:
+            if op == "flatten":
+                h = h.flatten(1)
+            elif op == "relu":
+                h = h.relu_()
+            else:
+                if scale != 1.0:
+                    h = h * scale
+                bias = params.get(prefix + "bias")
+                h = F.linear(h, params[prefix + "weight"][k], None if bias is None else bias[k])
+        return h
 
     def __call__(self, params: Mapping[str, Tensor], x: Tensor, *, shared: bool = False) -> Tensor:
         if self.plan is None:
@@ -324,10 +349,30 @@ class _BatchedForward:
             else:  # F.linear(h * scale, W, b) per member, the order of ops of nn.Linear / NTKLinear
                 if scale != 1.0:
                     h = h * scale
-                w_t = params[prefix + "weight"].transpose(1, 2)  # (K, in, out)
-                bias = params.get(prefix + "bias")
-                h = torch.bmm(h, w_t) if bias is None else torch.baddbmm(bias.unsqueeze(1), h, w_t)
+                h = _MemberLinear.apply(h, params[prefix + "weight"], params.get(prefix + "bias"))
         return h
+
+
+class _MemberLinear(torch.autograd.Function):
+    """``h @ W^T + b`` per member: (K, N, in), (K, out, in), (K, out) -> (K, N, out), as ``baddbmm``.
+
+    The backward pass is written out to choose the layouts: the weight gradient as ``g^T h`` (autograd
+    forms ``(h^T g)^T``, whose narrow product for the last layer, out = 10, took 4x longer: teacher_fc,
+    16 members, one thread, torch profiler) and the input gradient ``g W`` contiguous (a transposed
+    one made the ReLU's backward 6x slower)."""
+
+    @staticmethod
+    def forward(ctx, h: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        ctx.save_for_backward(h, weight)
+        ctx.has_bias = bias is not None
+        w_t = weight.transpose(1, 2)  # (K, in, out)
+        return torch.bmm(h, w_t) if bias is None else torch.baddbmm(bias.unsqueeze(1), h, w_t)
+
+    @staticmethod
+    def backward(ctx, g: Tensor):
+        h, weight = ctx.saved_tensors
+        grad_h = torch.bmm(g, weight) if ctx.needs_input_grad[0] else None
+        return grad_h, torch.bmm(g.transpose(1, 2), h), g.sum(1) if ctx.has_bias else None
 
 
 # -- the ensemble ---------------------------------------------------------------------------------
@@ -346,6 +391,210 @@ class _Member:
     total_at_eval: float = 0.0
 
 
+def _member_losses(workload: Workload, loss_fn: Callable[[Tensor, Tensor], Tensor]) -> Callable[[Tensor, Tensor], Tensor]:
+    """Each member's training loss ``loss_fn`` (K,) of outputs (K, N, ..., C) and targets (K, N, ...).
+
+    Cross entropy runs with the class axis second (torch's (N, C, d...) form, per example, then the
+    mean per member): torch's log-softmax over a short last axis took ~6x longer on the CPU (teacher_fc:
+    10 classes). Other losses run as ``loss_fn`` under ``vmap``."""
+    if workload.loss != "cross_entropy":
+        return vmap(loss_fn)
+    smoothing = workload.label_smoothing
+
+    def losses(out: Tensor, y: Tensor) -> Tensor:
+        per_example = F.cross_entropy(out.movedim(-1, 1), y, reduction="none", label_smoothing=smoothing)
+        return per_example.flatten(1).mean(1)
+
+    return losses
+
+
+class _Shard:
+    """Members trained together on one thread: stacked parameters, their update, their batches, and the
+    protocol of ``nnbench.trial._loop`` per member (evaluation and divergence-check steps, statuses)."""
+
+    def __init__(self, workload: Workload, data, batch_size: int, records: list[_Member], models: list[nn.Module],
+                 opts: list, dev: torch.device, loss_fn, divergence_factor: float, check_every: int, start: float):
+        self.workload, self.data, self.dev = workload, data, dev
+        self.records = records
+        self.stream = data.train_streams(batch_size, [r.seed for r in records])
+        params, _ = stack_module_state(models)  # {name: (K, ...) leaf}, no buffers (ensemble_supported)
+        self.names = list(params)
+        self.stacked = [params[n] for n in self.names]
+        self.update = _StackedUpdate.from_optimizers(opts, dev)
+        self.lr_at = _stacked_lr([r.schedule for r in records], dev)
+        self.forward = _BatchedForward(models[0])
+        self.losses = _member_losses(workload, loss_fn)
+        self.eval_x, self.eval_y = data.eval_data(workload.eval_split)
+        self.divergence_factor, self.check_every, self.start = divergence_factor, check_every, start
+        self.loss_total = torch.zeros(len(records), dtype=torch.float64, device=dev)  # per member, as trial._loop
+        self.step = 0
+        self.train_time = 0.0
+        self.finished: set[int] = set()
+
+    def run(self, emit: Callable[[TrialResult], None], stop: Callable[[], bool], bar) -> None:
+        """Train until every member has finished, handing each result to ``emit`` as it is known;
+        returns early (members unfinished) once ``stop()`` is true."""
+        workload = self.workload
+        last_eval = last_check = 0
+        self.evaluate(0, emit)
+        self.keep_unfinished()
+        t0 = time.perf_counter()
+        for step in range(1, workload.max_steps + 1):
+            if not self.records or stop():
+                return
+            self.step = step
+            lr = self.lr_at(step - 1)  # the schedule counts the updates taken so far
+            x, y = next(self.stream)
+            losses = self.losses(self.forward(dict(zip(self.names, self.stacked, strict=True)), x), y)  # (K,)
+            # The summed loss has gradient 1 for each member: every member gets its own gradient, and
+            # a non-finite member's loss reaches no other member's parameters.
+            grads = torch.autograd.grad(losses.sum(), self.stacked)
+            self.update.step(self.stacked, grads, lr)
+            self.loss_total += losses.detach()
+            eval_now = is_eval_step(workload, step)
+            if _is_check_step(step, last_check, self.check_every, eval_now):
+                totals = self.loss_total.tolist()  # the host read (a sync on a GPU) of this check window
+                for k, r in enumerate(self.records):
+                    mean = (totals[k] - r.total_at_check) / (step - last_check)
+                    if r.initial_loss is None:
+                        r.initial_loss = mean  # the loss at initialisation (step 1), the yardstick
+                    why = _divergence(mean, r.initial_loss, self.divergence_factor, last_check + 1, step)
+                    if why is not None:
+                        self.finish(k, emit, Status.INFEASIBLE, error=why, loss=mean)
+                    else:
+                        r.total_at_check = totals[k]
+                last_check = step
+                self.keep_unfinished()
+            if eval_now and self.records:
+                synchronize(self.dev)
+                self.train_time += time.perf_counter() - t0
+                if bar is not None:
+                    bar.update(step - bar.n)
+                self.evaluate(step - 1, emit, since=last_eval)
+                last_eval = step
+                self.keep_unfinished()
+                t0 = time.perf_counter()
+        for k in range(len(self.records)):
+            self.finish(k, emit, Status.INCOMPLETE)
+        self.records = []
+
+    def finish(self, k: int, emit, status: Status, steps_to_result=None, error=None, loss=None) -> None:
+        r = self.records[k]
+        if loss is not None:
+            r.measurements.append(Measurement(self.step, "train_loss", loss))
+        self.finished.add(r.index)
+        emit(_trial_result(
+            self.workload, index=r.index, status=status, hparams=r.hparams, steps_to_result=steps_to_result,
+            steps_run=self.step, evals=r.evals, wall_time=time.perf_counter() - self.start, device=self.dev,
+            seed=r.seed, error=error, measurements=r.measurements,
+        ))
+
+    def keep_unfinished(self) -> None:
+        """Drop the finished members' slices from every stacked tensor and stream."""
+        keep = [k for k, r in enumerate(self.records) if r.index not in self.finished]
+        if len(keep) == len(self.records):
+            return
+        rows = torch.tensor(keep, dtype=torch.long, device=self.dev)
+        self.records = [self.records[k] for k in keep]
+        self.stream.keep(keep)
+        self.stacked = [p.detach()[rows].requires_grad_() for p in self.stacked]
+        self.loss_total = self.loss_total[rows]
+        self.update.keep(rows)
+        if self.records:
+            self.lr_at = _stacked_lr([r.schedule for r in self.records], self.dev)
+
+    @torch.no_grad()
+    def eval_sums(self) -> list[tuple[float, float]]:
+        """Per member (summed loss, correct count) on the evaluation set, read in one host read.
+
+        A fully connected net evaluates member by member in passes of ``eval_batch_size`` examples, the
+        products of a lone trial (one matrix product per layer over the shared inputs ran faster than
+        the batched product over the members); other models run under ``vmap``, all members together."""
+        task, x, y = self.data.task, self.eval_x, self.eval_y
+        weights = dict(zip(self.names, self.stacked, strict=True))
+        k = len(self.records)
+        if self.forward.plan is not None:
+            n, step, rows = x.shape[0], self.workload.eval_batch_size, []
+            for m in range(k):
+                passes = [torch.stack(_eval_sums(self.forward.member(weights, m, x[i : i + step]), y[i : i + step], task))
+                          for i in range(0, n, step)]
+                rows.append(torch.stack(passes).sum(0))
+            sums = torch.stack(rows)
+        else:
+            chunk = max(1, -(-_EVAL_EXAMPLES_PER_PASS * self.workload.eval_batch_size // k))
+            batched = vmap(lambda out, yb: _eval_sums(out, yb, task), in_dims=(0, None))
+            loss_sum = torch.zeros(k, dtype=torch.float64, device=self.dev)
+            correct = torch.zeros_like(loss_sum)
+            for i in range(0, x.shape[0], chunk):
+                batch_loss, batch_correct = batched(self.forward(weights, x[i : i + chunk], shared=True), y[i : i + chunk])
+                loss_sum += batch_loss
+                correct += batch_correct
+            sums = torch.stack([loss_sum, correct], dim=1)
+        return sums.tolist()  # one host read (a sync on a GPU)
+
+    def evaluate(self, lr_step: int, emit, since: int = 0) -> None:
+        """Evaluate every member, record the measurements (``since``: the step of the last evaluation),
+        finish those at the target."""
+        workload, step = self.workload, self.step
+        sums = self.eval_sums()
+        count = self.eval_y.numel()
+        wall = time.perf_counter() - self.start
+        for k, (s, c) in enumerate(sums):
+            r = self.records[k]
+            values = _eval_values(s, c, count, workload.metric)
+            train_loss = (r.total_at_check - r.total_at_eval) / (step - since) if step > since else None
+            r.measurements.extend(_eval_measurements(workload, step, train_loss, values, r.schedule(lr_step),
+                                                     self.train_time, wall))
+            r.total_at_eval = r.total_at_check
+            r.evals.append(values[workload.metric])
+            if _reached(values[workload.metric], workload.target, workload.direction):
+                self.finish(k, emit, Status.COMPLETE, step)
+
+
+def _run_shards(shards: list[_Shard], emit: Callable[[TrialResult], None], bar) -> None:
+    """Run ``shards`` at once, one Python thread each, calling ``emit`` in this thread as results
+    arrive. An exception in a shard or in ``emit`` stops every shard (at its next step) and is raised
+    here once all have stopped."""
+    results: queue.SimpleQueue = queue.SimpleQueue()
+    stopping = threading.Event()
+    done = object()
+
+    def work(shard: _Shard) -> None:
+        try:
+            shard.run(results.put, stopping.is_set, None)
+        except BaseException as e:  # handed to the caller's thread, raised there
+            results.put(e)
+        finally:
+            results.put(done)
+
+    workers = [threading.Thread(target=work, args=(shard,), name=f"ensemble-shard-{i}", daemon=True)
+               for i, shard in enumerate(shards)]
+    for w in workers:
+        w.start()
+    error, running = None, len(workers)
+    try:
+        while running:
+            try:
+                item = results.get(timeout=0.5)  # the bar moves while no result arrives
+            except queue.Empty:
+                item = None
+            if bar is not None:
+                bar.update(max(s.step for s in shards) - bar.n)
+            if item is done:
+                running -= 1
+            elif isinstance(item, BaseException):
+                error = error or item
+                stopping.set()
+            elif item is not None:
+                emit(item)
+    finally:
+        stopping.set()
+        for w in workers:
+            w.join()
+    if error is not None:
+        raise error
+
+
 def run_ensemble(
     workload: Workload,
     *,
@@ -358,6 +607,7 @@ def run_ensemble(
     on_result: Callable[[TrialResult], None] | None = None,
     divergence_factor: float = DIVERGENCE_FACTOR,
     check_every: int = CHECK_EVERY,
+    threads: int = 1,
     progress: bool = False,
 ) -> list[TrialResult]:
     """Train ``members`` (each ``(index, hparams, seed)``) of a study as one batched ensemble.
@@ -366,7 +616,14 @@ def run_ensemble(
         workload, optimizer, batch_size, device, data, data_dir, divergence_factor, check_every: as for
             ``nnbench.trial.run``.
         members: per member the trial index, its hyperparameters and its seed (distinct indices).
-        on_result: called with each member's ``TrialResult`` as soon as that member finishes.
+        on_result: called with each member's ``TrialResult`` as soon as that member finishes, in the
+            calling thread.
+        threads: CPU threads to train on. With ``threads > 1`` (CPU only) the members are split into
+            that many shards (consecutive, at most one per member), each trained as its own ensemble in
+            its own Python thread with torch's intra-op threads set to 1 meanwhile: torch's OpenMP
+            threads spin at every operation, and on a loaded 2-core machine (load 8) two of them ran a
+            training step 12x slower than one, where two shards lose nothing. ``1``: in the calling
+            thread, with the caller's torch threads.
         progress: a tqdm bar over the ensemble's steps.
 
     Returns:
@@ -374,8 +631,8 @@ def run_ensemble(
         that member (module docstring), except the shared times.
 
     Raises:
-        ValueError: bad input (as ``nnbench.trial.run``), duplicate indices, no members, or a workload /
-            optimizer that ``ensemble_supported`` refuses.
+        ValueError: bad input (as ``nnbench.trial.run``), duplicate indices, no members, ``threads`` not
+            a positive integer, or a workload / optimizer that ``ensemble_supported`` refuses.
     """
     from tqdm.auto import tqdm
 
@@ -383,6 +640,8 @@ def run_ensemble(
 
     dev = resolve_device(device)
     _check_loop_args(batch_size, check_every, divergence_factor)
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads must be a positive integer, got {threads!r}")
     members = list(members)
     if not members:
         raise ValueError("members: give at least one (index, hparams, seed)")
@@ -395,131 +654,41 @@ def run_ensemble(
     if not ok:
         raise ValueError(f"no ensemble for {why}; run these trials one at a time (nnbench.trial.run)")
     loss_fn = make_loss(workload, data.task)
-    eval_x, eval_y = data.eval_data(workload.eval_split)
+    data.eval_data(workload.eval_split)  # built here, before any shard thread reads it
 
-    records, models, opts, streams = [], [], [], []
-    for index, hparams, seed in members:
+    records, models, opts = [], [], []
+    for index, hparams, seed in members:  # in this thread: _seeded sets torch's global RNG
         hparams, schedule, opt_hparams = _trial_hparams(workload, optimizer, hparams)
         with _seeded(seed, dev):  # the RNG calls of trial.run: same seed, same initialisation
             model = _build_model(workload, data, dev)
             opts.append(build_optimizer(optimizer, model, **opt_hparams))
         models.append(model)
-        streams.append(data.train_stream(batch_size, seed))
         records.append(_Member(int(index), hparams, int(seed), schedule))
-    params, _ = stack_module_state(models)  # {name: (K, ...) leaf}, no buffers (ensemble_supported)
-    names = list(params)
-    stacked = [params[n] for n in names]
-    update = _StackedUpdate.from_optimizers(opts, dev)
-    lr_at = _stacked_lr([r.schedule for r in records], dev)
-    forward = _BatchedForward(models[0])
-    del models, opts, params
-    # the workload's loss and evaluation sums per member, over outputs (K, N, ...)
-    batched_loss = vmap(loss_fn)
-    batched_eval = vmap(lambda out, y: _eval_sums(out, y, data.task), in_dims=(0, None))
+    n_shards = min(threads, len(members)) if dev.type == "cpu" else 1
+    bounds = [len(members) * i // n_shards for i in range(n_shards + 1)]
+    shards = [_Shard(workload, data, batch_size, records[a:b], models[a:b], opts[a:b], dev, loss_fn,
+                     float(divergence_factor), check_every, start) for a, b in zip(bounds, bounds[1:], strict=False)]
+    del models, opts
 
     results: dict[int, TrialResult] = {}
-    loss_total = torch.zeros(len(records), dtype=torch.float64, device=dev)  # per member, as trial._loop
-    last_eval = last_check = step = 0
-    train_time = 0.0
-    bar = tqdm(total=workload.max_steps, desc=f"ensemble of {len(records)}", unit="step", leave=False,
-               disable=not progress)
 
-    def finish(k: int, status: Status, steps_to_result=None, error=None, loss=None) -> None:
-        r = records[k]
-        if loss is not None:
-            r.measurements.append(Measurement(step, "train_loss", loss))
-        result = _trial_result(
-            workload, index=r.index, status=status, hparams=r.hparams, steps_to_result=steps_to_result,
-            steps_run=step, evals=r.evals, wall_time=time.perf_counter() - start, device=dev, seed=r.seed,
-            error=error, measurements=r.measurements,
-        )
-        results[r.index] = result
+    def emit(result: TrialResult) -> None:
+        results[result.index] = result
         if on_result is not None:
             on_result(result)
 
-    def keep_unfinished() -> None:
-        nonlocal records, streams, stacked, loss_total, lr_at
-        keep = [k for k, r in enumerate(records) if r.index not in results]
-        if len(keep) == len(records):
-            return
-        rows = torch.tensor(keep, dtype=torch.long, device=dev)
-        records = [records[k] for k in keep]
-        streams = [streams[k] for k in keep]
-        stacked = [p.detach()[rows].requires_grad_() for p in stacked]
-        loss_total = loss_total[rows]
-        update.keep(rows)
-        if records:
-            lr_at = _stacked_lr([r.schedule for r in records], dev)
-
-    def evaluate_all(lr_step: int) -> None:
-        """Evaluate every member on the shared evaluation set (passes of _EVAL_EXAMPLES_PER_PASS
-        evaluation batches, all members together), record the measurements, finish those at the target."""
-        chunk = max(1, -(-_EVAL_EXAMPLES_PER_PASS * workload.eval_batch_size // len(records)))
-        loss_sum = torch.zeros(len(records), dtype=torch.float64, device=dev)
-        correct = torch.zeros_like(loss_sum)
-        count = 0
-        weights = dict(zip(names, stacked, strict=True))
-        with torch.no_grad():
-            for i in range(0, eval_x.shape[0], chunk):
-                yb = eval_y[i : i + chunk]
-                batch_loss, batch_correct = batched_eval(forward(weights, eval_x[i : i + chunk], shared=True), yb)
-                loss_sum += batch_loss
-                correct += batch_correct
-                count += yb.numel()
-        wall = time.perf_counter() - start
-        sums = torch.stack([loss_sum, correct], dim=1).tolist()  # one host read (a sync on a GPU)
-        for k, (s, c) in enumerate(sums):
-            r = records[k]
-            values = _eval_values(s, c, count, workload.metric)
-            train_loss = (r.total_at_check - r.total_at_eval) / (step - last_eval) if step > last_eval else None
-            r.measurements.extend(_eval_measurements(workload, step, train_loss, values, r.schedule(lr_step),
-                                                     train_time, wall))
-            r.total_at_eval = r.total_at_check
-            r.evals.append(values[workload.metric])
-            if _reached(values[workload.metric], workload.target, workload.direction):
-                finish(k, Status.COMPLETE, step)
-
+    bar = tqdm(total=workload.max_steps, desc=f"ensemble of {len(members)}", unit="step", leave=False,
+               disable=not progress)
     try:
-        evaluate_all(0)
-        keep_unfinished()
-        t0 = time.perf_counter()
-        for step in range(1, workload.max_steps + 1):
-            if not records:
-                break
-            lr = lr_at(step - 1)  # the schedule counts the updates taken so far
-            batches = [next(s) for s in streams]
-            x = torch.stack([b[0] for b in batches])
-            y = torch.stack([b[1] for b in batches])
-            losses = batched_loss(forward(dict(zip(names, stacked, strict=True)), x), y)  # (K,)
-            # The summed loss has gradient 1 for each member: every member gets its own gradient, and
-            # a non-finite member's loss reaches no other member's parameters.
-            grads = torch.autograd.grad(losses.sum(), stacked)
-            update.step(stacked, grads, lr)
-            loss_total += losses.detach()
-            eval_now = is_eval_step(workload, step)
-            if _is_check_step(step, last_check, check_every, eval_now):
-                totals = loss_total.tolist()  # the host read (a sync on a GPU) of this check window
-                for k, r in enumerate(records):
-                    mean = (totals[k] - r.total_at_check) / (step - last_check)
-                    if r.initial_loss is None:
-                        r.initial_loss = mean  # the loss at initialisation (step 1), the yardstick
-                    why = _divergence(mean, r.initial_loss, divergence_factor, last_check + 1, step)
-                    if why is not None:
-                        finish(k, Status.INFEASIBLE, error=why, loss=mean)
-                    else:
-                        r.total_at_check = totals[k]
-                last_check = step
-                keep_unfinished()
-            if eval_now and records:
-                synchronize(dev)
-                train_time += time.perf_counter() - t0
-                bar.update(step - bar.n)
-                evaluate_all(step - 1)
-                last_eval = step
-                keep_unfinished()
-                t0 = time.perf_counter()
-        for k in range(len(records)):
-            finish(k, Status.INCOMPLETE)
+        if n_shards == 1:
+            shards[0].run(emit, lambda: False, bar)
+        else:
+            before = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                _run_shards(shards, emit, bar)
+            finally:
+                torch.set_num_threads(before)
     finally:
         bar.close()
     return [results[i] for i in indices]

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import abc
 import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -27,6 +27,7 @@ __all__ = [
     "TASKS",
     "DataSource",
     "OnlineDataSource",
+    "StackedStream",
     "TensorDataSource",
     "check_batch_size",
     "check_nonneg_float",
@@ -95,6 +96,38 @@ def _generator(seed: int, device: torch.device) -> torch.Generator:
     return gen
 
 
+class StackedStream:
+    """The training batches of several streams at once (the members of an ensemble, ``nnbench.ensemble``).
+
+    ``next()`` gives ``(x, y)`` of shapes ``(K, B, ...)``: row ``k`` is, bit for bit, the next batch of
+    ``train_stream(batch_size, seeds[k])`` (each member draws with its own generator, in its own order);
+    ``keep(rows)`` keeps the members at positions ``rows`` only. Built by ``DataSource.train_streams``.
+    """
+
+    def __init__(self, draw: Callable[[list], tuple[Tensor, Tensor]], states: Sequence) -> None:
+        self._draw = draw
+        self._states = list(states)
+
+    def __iter__(self) -> StackedStream:
+        return self
+
+    def __next__(self) -> tuple[Tensor, Tensor]:
+        return self._draw(self._states)
+
+    def __len__(self) -> int:
+        return len(self._states)
+
+    def keep(self, rows: Sequence[int]) -> None:
+        """Keep the members at positions ``rows`` (in that order)."""
+        self._states = [self._states[k] for k in rows]
+
+
+def _stacked(batches: Iterable[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
+    """Batches ``(x, y)`` stacked along a new leading member axis."""
+    xs, ys = zip(*batches, strict=True)
+    return torch.stack(xs), torch.stack(ys)
+
+
 class DataSource(abc.ABC):
     """A data set resident on one device.
 
@@ -123,6 +156,13 @@ class DataSource(abc.ABC):
     @abc.abstractmethod
     def train_stream(self, batch_size: int, seed: int) -> Iterator[tuple[Tensor, Tensor]]:
         """Infinite iterator of training batches ``(x, y)`` on ``self.device``, reproducible for ``seed``."""
+
+    def train_streams(self, batch_size: int, seeds: Sequence[int]) -> StackedStream:
+        """The streams ``train_stream(batch_size, seed)`` of every seed of ``seeds`` at once, their
+        batches stacked (``StackedStream``). Sources override it to draw all members' batches with
+        fewer operations, never changing a member's batch."""
+        streams = [self.train_stream(batch_size, seed) for seed in seeds]
+        return StackedStream(lambda kept: _stacked(next(s) for s in kept), streams)
 
     @abc.abstractmethod
     def eval_data(self, split: str = "validation") -> tuple[Tensor, Tensor]:
@@ -180,26 +220,46 @@ class TensorDataSource(DataSource):
         return self
 
     def train_stream(self, batch_size: int, seed: int) -> Iterator[tuple[Tensor, Tensor]]:
+        gen = self._train_generator(batch_size, seed)
+        return self._stream(self._indices(batch_size, gen), gen)
+
+    def train_streams(self, batch_size: int, seeds: Sequence[int]) -> StackedStream:
+        # one gather of every member's examples; augmentation per member, with its generator
+        gens = [self._train_generator(batch_size, seed) for seed in seeds]
+        return StackedStream(self._draw_members, [(self._indices(batch_size, g), g) for g in gens])
+
+    def _train_generator(self, batch_size: int, seed: int) -> torch.Generator:
         batch_size = check_batch_size(batch_size)
         seed = check_seed(seed)
         if batch_size > self.num_train:
             # With the ragged tail dropped an epoch would hold no batch at all.
             raise ValueError(f"batch_size={batch_size} exceeds the {self.num_train} training examples "
                              f"of data set {self.name!r}")
-        return self._stream(batch_size, seed)
+        return _generator(seed, self.device)
 
-    def _stream(self, batch_size: int, seed: int) -> Iterator[tuple[Tensor, Tensor]]:
-        x_all, y_all = self._splits["train"]
-        gen = _generator(seed, self.device)
+    def _indices(self, batch_size: int, gen: torch.Generator) -> Iterator[Tensor]:
+        """The example indices of each training batch: shuffled epochs, ragged tails dropped."""
         per_epoch = self.num_train // batch_size
         while True:
             perm = torch.randperm(self.num_train, generator=gen, device=self.device)
             for i in range(per_epoch):
-                idx = perm[i * batch_size:(i + 1) * batch_size]
-                x, y = x_all[idx], y_all[idx]
-                if self.augment is not None:
-                    x = self.augment(x, gen)
-                yield x, y
+                yield perm[i * batch_size:(i + 1) * batch_size]
+
+    def _stream(self, indices: Iterator[Tensor], gen: torch.Generator) -> Iterator[tuple[Tensor, Tensor]]:
+        x_all, y_all = self._splits["train"]
+        for idx in indices:
+            x, y = x_all[idx], y_all[idx]
+            if self.augment is not None:
+                x = self.augment(x, gen)
+            yield x, y
+
+    def _draw_members(self, states: list[tuple[Iterator[Tensor], torch.Generator]]) -> tuple[Tensor, Tensor]:
+        x_all, y_all = self._splits["train"]
+        idx = torch.stack([next(indices) for indices, _ in states])  # (K, B)
+        x, y = x_all[idx], y_all[idx]
+        if self.augment is not None:
+            x = torch.stack([self.augment(x[k], gen) for k, (_, gen) in enumerate(states)])
+        return x, y
 
     def eval_data(self, split: str = "validation") -> tuple[Tensor, Tensor]:
         return self._splits[self._check_split(split)]
@@ -241,15 +301,25 @@ class OnlineDataSource(DataSource):
         return self
 
     def train_stream(self, batch_size: int, seed: int) -> Iterator[tuple[Tensor, Tensor]]:
-        batch_size = check_batch_size(batch_size)
-        seed = check_seed(seed)
-        return self._stream(batch_size, seed)
+        return self._stream(check_batch_size(batch_size), self._train_generator(seed))
 
-    def _stream(self, batch_size: int, seed: int) -> Iterator[tuple[Tensor, Tensor]]:
+    def train_streams(self, batch_size: int, seeds: Sequence[int]) -> StackedStream:
+        batch_size = check_batch_size(batch_size)
+        return StackedStream(lambda gens: self._sample_members(batch_size, gens),
+                             [self._train_generator(seed) for seed in seeds])
+
+    def _train_generator(self, seed: int) -> torch.Generator:
         # Mixing the seed keeps training streams disjoint from the held-out stream (eval_seed).
-        gen = _generator(derive_seed(seed, 1), self.device)
+        return _generator(derive_seed(check_seed(seed), 1), self.device)
+
+    def _stream(self, batch_size: int, gen: torch.Generator) -> Iterator[tuple[Tensor, Tensor]]:
         while True:
             yield self._sample(batch_size, gen)
+
+    def _sample_members(self, n: int, generators: Sequence[torch.Generator]) -> tuple[Tensor, Tensor]:
+        """``n`` fresh examples per generator, stacked ``(K, n, ...)``: row ``k`` bit for bit
+        ``_sample(n, generators[k])``. Subclasses may batch the work (``TeacherSource``)."""
+        return _stacked(self._sample(n, gen) for gen in generators)
 
     def eval_data(self, split: str = "validation") -> tuple[Tensor, Tensor]:
         self._check_split(split)

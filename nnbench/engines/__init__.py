@@ -158,7 +158,8 @@ def _check_group(tasks: Sequence[TrialTask]) -> None:
         raise ValueError(f"a group holds each trial index once, got {indices}")
 
 
-def run_group(tasks: Sequence[TrialTask], *, data, device, on_result: OnResult, progress: bool = False) -> None:
+def run_group(tasks: Sequence[TrialTask], *, data, device, on_result: OnResult, progress: bool = False,
+              threads: int = 1) -> None:
     """Run ``tasks`` (trials of one study) in this process, calling ``on_result(task, outcome)`` as
     each outcome is known.
 
@@ -174,13 +175,15 @@ def run_group(tasks: Sequence[TrialTask], *, data, device, on_result: OnResult, 
         device: a ``torch.device``.
         on_result: receives each task with its ``TrialResult`` or ``TrialFailure``.
         progress: a bar over each trial's (ensemble's) steps (for a terminal attached to this process).
+        threads: CPU threads an ensemble trains on (``run_ensemble``'s ``threads``); a lone trial uses
+            the process's torch threads.
     """
     from nnbench import trial  # looked up per call, so the trial function can be replaced in tests
 
     tasks = list(tasks)
     _check_group(tasks)
     if len(tasks) > 1:
-        _run_ensemble(tasks, data=data, device=device, on_result=on_result, progress=progress)
+        _run_ensemble(tasks, data=data, device=device, on_result=on_result, progress=progress, threads=threads)
         return
     for task in tasks:
         try:
@@ -202,7 +205,8 @@ def run_group(tasks: Sequence[TrialTask], *, data, device, on_result: OnResult, 
         on_result(task, outcome)
 
 
-def _run_ensemble(tasks: list[TrialTask], *, data, device, on_result: OnResult, progress: bool) -> None:
+def _run_ensemble(tasks: list[TrialTask], *, data, device, on_result: OnResult, progress: bool,
+                  threads: int) -> None:
     """``tasks`` as one ensemble; members are reported as they finish, the rest fail together if the
     ensemble raises."""
     from nnbench.ensemble import run_ensemble
@@ -224,7 +228,7 @@ def _run_ensemble(tasks: list[TrialTask], *, data, device, on_result: OnResult, 
     try:
         run_ensemble(first.workload, optimizer=first.optimizer, batch_size=first.batch_size,
                      members=[(t.index, t.hparams, t.seed) for t in tasks], device=device, data=data,
-                     on_result=member_done, progress=progress)
+                     on_result=member_done, progress=progress, threads=threads)
     except Exception:
         if caller_error:
             raise

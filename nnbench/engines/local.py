@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from nnbench.engines import DataCache, OnResult, TrialTask, run_group
@@ -18,11 +17,11 @@ class LocalEngine:
 
     Attributes:
         progress: a bar over each trial's steps.
-        ensemble_threads: torch CPU threads while a group of several trials trains as one ensemble
-            on the CPU (None: the process's setting). One small trial runs fastest on one thread (its
-            per-step overhead dominates), an ensemble's batched products use every core: on 2 cores
-            a 32-trial teacher_fc ensemble on 2 threads trains 3.2x the trials per hour of one trial at
-            a time on 1 thread, and 1.9x on 1 thread (``benchmarks/bench_nnbench_ensemble.py``).
+        ensemble_threads: CPU threads a group of several trials trains on as one ensemble
+            (``run_ensemble``'s ``threads``: the members split into that many shards, one Python thread
+            and one torch thread each; None: the process's torch threads). One small trial runs
+            fastest on one thread (its per-step overhead dominates); an ensemble's shards can use every
+            core (``benchmarks/bench_nnbench_ensemble.py``; figures in the README).
     """
 
     progress: bool = False
@@ -44,6 +43,8 @@ class LocalEngine:
             on_result: OnResult, data=None) -> None:
         """Run every group (see ``nnbench.engines.Engine``); ``data``: the groups' data set, if the
         caller built it already."""
+        import torch
+
         from nnbench.device import resolve_device
 
         dev = resolve_device(device)
@@ -51,22 +52,5 @@ class LocalEngine:
         for group in filter(None, map(list, groups)):
             here = data if data is not None and data.device == dev else \
                 cache.get(group[0].workload, device=dev, data_dir=data_dir)
-            threads = self.ensemble_threads if len(group) > 1 and dev.type == "cpu" else None
-            with _torch_threads(threads):
-                run_group(group, data=here, device=dev, on_result=on_result, progress=self.progress)
-
-
-@contextmanager
-def _torch_threads(n: int | None):
-    """Torch's intra-op CPU threads set to ``n`` inside the block (None: unchanged)."""
-    import torch
-
-    if n is None:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+            run_group(group, data=here, device=dev, on_result=on_result, progress=self.progress,
+                      threads=self.ensemble_threads or torch.get_num_threads())

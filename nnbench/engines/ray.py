@@ -226,5 +226,6 @@ def run_group_task(tasks: list[TrialTask], device: str, data_dir: str | None, th
     dev = resolve_device(device)
     data = _WORKER_DATA.get(tasks[0].workload, device=dev, data_dir=data_dir)
     outcomes = {}
-    run_group(tasks, data=data, device=dev, on_result=lambda task, outcome: outcomes.__setitem__(task.index, outcome))
+    run_group(tasks, data=data, device=dev, on_result=lambda task, outcome: outcomes.__setitem__(task.index, outcome),
+              threads=threads)
     return [outcomes[t.index] for t in tasks]

@@ -82,6 +82,50 @@ def test_stream_applies_augmentation_to_training_batches_only():
     assert torch.equal(src.eval_data()[0], src.eval_data()[1])
 
 
+# ---------------------------------------------------------------- many members' streams at once
+def _assert_stacked_streams_match(src, batch_size, seeds, steps=4, keep=None):
+    """``train_streams`` row k is, bit for bit, stream k's batch (also after ``keep`` drops members)."""
+    together = src.train_streams(batch_size, seeds)
+    apart = [src.train_stream(batch_size, seed) for seed in seeds]
+    for step in range(steps):
+        if keep is not None and step == steps // 2:
+            together.keep(keep)
+            apart = [apart[k] for k in keep]
+        x, y = next(together)
+        assert len(together) == x.shape[0] == len(apart)
+        for k, stream in enumerate(apart):
+            xk, yk = next(stream)
+            assert torch.equal(x[k], xk) and torch.equal(y[k], yk), (step, k)
+
+
+@pytest.mark.parametrize("name, kwargs", [
+    ("teacher", {}), ("teacher", {"label_noise": 0.3}), ("teacher_regression", {"output_dim": 3}),
+    ("synthetic_images", {"num_train": 40, "num_validation": 10, "size": 8}),
+    ("markov_lm", {"vocab_size": 8, "seq_len": 4, "num_train": None, "num_validation": 5}),
+])
+def test_stacked_streams_are_the_members_own_batches_bitwise(name, kwargs):
+    src = build_dataset(name, **kwargs)
+    # 16 examples per step: the synthetic set's epochs (40 // 16 = 2 batches) turn over within the steps
+    _assert_stacked_streams_match(src, 16, [3, 1, 4, 1_000_003, 5], steps=6, keep=[4, 1, 2])
+
+
+def test_stacked_streams_augment_each_member_with_its_own_generator():
+    src = indexed_source(n=12, augment=lambda x, gen: x + torch.rand(x.shape, generator=gen))
+    _assert_stacked_streams_match(src, 5, [0, 7, 8], steps=6, keep=[2, 0])
+
+
+def test_teacher_one_product_for_all_members_is_kept_only_where_it_is_exact():
+    src = build_dataset("teacher", input_dim=6, hidden=8, num_classes=4)
+    _assert_stacked_streams_match(src, 32, [0, 1, 2])
+    assert src._flat_exact == {(3, 32, "cpu", torch.get_num_threads()): True}  # measured once, here equal
+    exact_teacher = src.teacher
+    # a BLAS whose longer products differ (here grossly: other labels): the flat product must not be used
+    src.teacher = lambda x: exact_teacher(x) * (-1.0 if x.shape[0] > 32 else 1.0)
+    src._flat_exact.clear()
+    _assert_stacked_streams_match(src, 32, [0, 1, 2])
+    assert list(src._flat_exact.values()) == [False]
+
+
 # ---------------------------------------------------------------- augmentation
 def _reference_views(img):
     """All 2 x 9 x 9 flip/crop results of one image (C, H, W), by explicit slicing."""

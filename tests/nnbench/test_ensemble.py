@@ -10,6 +10,7 @@ exploding members), far below any difference a wrong batch, initialisation or up
 
 import math
 import re
+import threading
 import types
 
 import pytest
@@ -67,11 +68,11 @@ def assert_same_trial(got, want, rel=REL):
             assert getattr(got, attr) == pytest.approx(getattr(want, attr), rel=rel)
 
 
-def _compare(workload, optimizer, hparams, data, batch_size=16, **kwargs):
+def _compare(workload, optimizer, hparams, data, batch_size=16, threads=1, **kwargs):
     members = [(10 + i, h, 1000 + 7 * i) for i, h in enumerate(hparams)]
     finished = []
     got = run_ensemble(workload, optimizer=optimizer, batch_size=batch_size, members=members, device="cpu",
-                       data=data, on_result=finished.append, **kwargs)
+                       data=data, on_result=finished.append, threads=threads, **kwargs)
     want = [run(workload, optimizer=optimizer, hparams=h, batch_size=batch_size, seed=s, index=i, device="cpu",
                 data=data, **kwargs) for i, h, s in members]
     assert [r.index for r in got] == [m[0] for m in members]  # results in the order of the members
@@ -110,6 +111,30 @@ def test_a_diverging_member_does_not_poison_the_others(data):
         assert all(math.isfinite(v) for v in _values(r).values())
 
 
+def test_members_split_over_threads_reproduce_their_single_trials(data):
+    before = torch.get_num_threads()
+    # 5 members on 2 threads: shards of 2 and 3, finishing at different steps; two diverge
+    hparams = [{"lr": 0.5}, {"lr": 1e30}, {"lr": 0.2}, {"lr": 3.0}, {"lr": 0.05}]
+    got = _compare(TINY, "sgd", hparams, data, batch_size=8, threads=2)
+    assert Status.INFEASIBLE in {r.status for r in got} and Status.COMPLETE in {r.status for r in got}
+    assert torch.get_num_threads() == before
+
+
+def test_an_error_in_on_result_stops_every_shard(data):
+    seen = []
+
+    def on_result(result):
+        seen.append(result.index)
+        raise KeyboardInterrupt  # e.g. the user's Ctrl-C while the driver stores a result
+
+    members = [(i, {"lr": lr}, i) for i, lr in enumerate((3.0, 0.05, 0.1, 0.2))]
+    with pytest.raises(KeyboardInterrupt):
+        run_ensemble(TINY.replace(target=0.99), optimizer="sgd", batch_size=8, members=members, device="cpu",
+                     data=data, on_result=on_result, threads=2)
+    assert seen == [0]  # the diverging member, first and only
+    assert not [t for t in threading.enumerate() if t.name.startswith("ensemble-shard")]
+
+
 def test_the_generic_vmap_path_on_a_cnn():
     # simple_cnn is not a fully connected net: the forward pass runs as functional_call under vmap.
     w = tiny_teacher(
@@ -117,7 +142,8 @@ def test_the_generic_vmap_path_on_a_cnn():
                                                                        "size": 8, "seed": 0},
         model="simple_cnn", model_kwargs={"channels": (4, 8), "hidden": 16}, target=0.9, max_steps=40)
     images = build_workload_data(w, device="cpu")
-    _compare(w, "momentum", [{"lr": 0.05, "momentum": 0.9}, {"lr": 0.2, "momentum": 0.5}], images, batch_size=32)
+    _compare(w, "momentum", [{"lr": 0.05, "momentum": 0.9}, {"lr": 0.2, "momentum": 0.5}], images, batch_size=32,
+             threads=2)
 
 
 def test_global_rng_untouched(data):
@@ -171,6 +197,7 @@ def test_ensemble_size():
         ({"members": [(0, {"momentum": 0.9}, 0)]}, "lr"),
         ({"batch_size": 0}, "batch_size"),
         ({"check_every": 0}, "check_every"),
+        ({"threads": 0}, "threads"),
     ],
 )
 def test_bad_input(data, kwargs, match):

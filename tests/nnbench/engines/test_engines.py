@@ -210,13 +210,14 @@ def test_local_engine_gives_ensembles_their_threads(monkeypatch):
     import nnbench.engines.local as local
 
     seen = []
-    monkeypatch.setattr(local, "run_group", lambda group, **kw: seen.append((len(group), torch.get_num_threads())))
+    monkeypatch.setattr(local, "run_group", lambda group, **kw: seen.append((len(group), kw["threads"])))
     before = torch.get_num_threads()
     tasks = study_tasks(_spec(), 1, range(4))
-    engine = LocalEngine(ensemble_threads=before + 1)
     data = types.SimpleNamespace(device=torch.device("cpu"))  # the caller's data set, used as it is
-    engine.run([tasks[:3], tasks[3:]], device="cpu", data_dir=None, on_result=print, data=data)
-    assert seen == [(3, before + 1), (1, before)]  # an ensemble on its threads, a lone trial on the process's
+    LocalEngine(ensemble_threads=before + 1).run([tasks[:3], tasks[3:]], device="cpu", data_dir=None,
+                                                 on_result=print, data=data)
+    LocalEngine().run([tasks[:3]], device="cpu", data_dir=None, on_result=print, data=data)
+    assert seen == [(3, before + 1), (1, before + 1), (3, before)]  # run_ensemble's threads; default: torch's
     assert torch.get_num_threads() == before
     with pytest.raises(ValueError, match="ensemble_threads"):
         LocalEngine(ensemble_threads=0)
