@@ -14,7 +14,7 @@ The rule (no other optimizer is run, so the target cannot be tuned to any optimi
 4. The target is the strictest candidate that passes.
 
     PYTHONPATH=$PWD python benchmarks/calibrate_sgd_target.py --workload digits_mlp_train --quick \\
-        --out docs/results/digits_mlp_train_calibration.json
+        --batch-sizes 4 8 16 32 64 256 1024 --out docs/results/digits_mlp_train_calibration.json
 """
 
 from __future__ import annotations
