@@ -92,7 +92,7 @@ def test_unknown_and_missing_data():
 
 
 @pytest.mark.parametrize("name", ["teacher_fc", "synthetic_images_cnn", "markov_lm_transformer", "digits_mlp",
-                                  "digits_cnn"])
+                                  "digits_cnn", "digits_mlp_train"])
 def test_embedded_workloads_run(name):
     # A few steps of each embedded workload with each optimizer family: shapes, losses, metrics fit.
     before = torch.get_num_threads()
@@ -121,3 +121,12 @@ def test_eval_grid_in_definition_only_when_not_default():
         w.replace(eval_grid="log")
     with pytest.raises(ValueError, match="eval_rel_step"):
         w.replace(eval_grid="geometric", eval_rel_step=0.0)
+
+
+def test_digits_mlp_train_targets_the_training_loss_of_digits_mlp():
+    # the same data, net and budget as digits_mlp; only the target differs: training cross entropy
+    train, mlp = get_workload("digits_mlp_train"), get_workload("digits_mlp")
+    assert (train.eval_split, train.metric, train.direction) == ("train", "cross_entropy", "min")
+    changed = {k for k, v in train.definition().items() if mlp.definition()[k] != v}
+    assert changed == {"name", "eval_split", "metric", "target", "direction"}
+    assert train.quick().max_steps == mlp.quick().max_steps
