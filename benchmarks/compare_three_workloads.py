@@ -4,7 +4,8 @@ For each workload (``linear_ls``, an exact noisy quadratic; ``teacher_fc``, a 2x
 online teacher task; ``digits_mlp_train``, the same net on scikit-learn's real digits with a
 training-loss target): ``nnbench.protocol.run_protocol`` with the README's settings (a 12-trial
 quasi-random search, an 8-trial focused search and 6 seeds of the best configuration per optimizer
-and batch size) into its own store, then ``nnbench.compare_fit.compare_fit`` (the NQM fitted to the
+and batch size; for ``linear_ls`` ``bench_compare_linear_ls.py``'s 24 + 12 trials on its spaces)
+into its own store, then ``nnbench.compare_fit.compare_fit`` (the NQM fitted to the
 SGD studies alone, momentum and Adam predicted out of sample). Prints one table: per workload and
 optimizer the predicted and measured B_crit with their 95% bootstrap intervals, the ratio, and
 whether the measured value lies inside the prediction's interval.
@@ -51,18 +52,19 @@ class Plan:
     spaces: str | None = None  # "linear_ls": bench_compare_linear_ls.py's search spaces
     smoke_batch_sizes: tuple[int, ...] = ()
     smoke_overrides: dict = field(default_factory=dict)
+    rounds: dict = field(default_factory=lambda: {"first_round": 12, "focus_round": 8, "seeds": 6})
 
 
 OPTIMIZERS = ("sgd", "momentum", "adam")
 PLANS = (
     Plan("linear_ls", (8, 32, 128, 512, 2048, 8192), quick=False, overrides={"max_steps": 3000}, spaces="linear_ls",
-         smoke_batch_sizes=(1, 4, 32), smoke_overrides={"max_steps": 150, "target": 0.3}),
+         smoke_batch_sizes=(1, 4, 32), smoke_overrides={"max_steps": 150, "target": 0.3},
+         rounds={"first_round": 24, "focus_round": 12, "seeds": 6}),
     Plan("teacher_fc", (16, 64, 256, 1024, 4096),
          smoke_batch_sizes=(8, 32, 128), smoke_overrides={"max_steps": 150, "target": 0.5}),
     Plan("digits_mlp_train", (4, 16, 64, 256, 1024),
          smoke_batch_sizes=(4, 16, 64), smoke_overrides={"max_steps": 150, "target": 0.5}),
 )
-ROUNDS = {"first_round": 12, "focus_round": 8, "seeds": 6}
 SMOKE_ROUNDS = {"first_round": 3, "focus_round": 0, "seeds": 2}
 
 
@@ -85,7 +87,7 @@ def measure(plan: Plan, store: Path, *, smoke: bool, progress: bool, threads: in
     torch.set_num_threads(min(threads, workload.cpu_threads or threads))
     return run_protocol(
         workload, OPTIMIZERS, plan.smoke_batch_sizes if smoke else plan.batch_sizes, store,
-        **(SMOKE_ROUNDS if smoke else ROUNDS), device="cpu", progress=progress, ensemble="auto",
+        **(SMOKE_ROUNDS if smoke else plan.rounds), device="cpu", progress=progress, ensemble="auto",
         engine=LocalEngine(progress=progress, ensemble_threads=threads), search_spaces=spaces)
 
 
