@@ -70,6 +70,9 @@ def main(argv=None) -> int:
     if args.quick:
         workload = workload.quick()
     direction = workload.direction
+    if direction != "min":
+        ap.error(f"--workload {args.workload}: its metric {workload.metric} improves upwards; the candidates "
+                 f"{CANDIDATES[0]:g} .. {CANDIDATES[-1]:g} are levels of a loss")
     never = -math.inf if direction == "min" else math.inf
     workload = workload.replace(target=-1e300 if never < 0 else 1e300, eval_grid="geometric")
     data = build_workload_data(workload)

@@ -30,6 +30,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nqm._pipe import quiet_on_broken_pipe
+
 HERE = Path(__file__).resolve().parent
 
 
@@ -132,6 +134,7 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(text + notes)
 
 
+@quiet_on_broken_pipe
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workloads", nargs="+", default=[p.workload for p in PLANS], choices=[p.workload for p in PLANS],
@@ -192,7 +195,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except BrokenPipeError:  # piped into head
-        sys.exit(0)
+    sys.exit(main())
